@@ -1,0 +1,3 @@
+module github.com/mdbridge/mdbridge
+
+go 1.26.8

@@ -1,0 +1,125 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Record is one upstream record a stream fetched, already normalised into an
+// Event. The runner fills in the event's ID, Seq, Revision and Changes.
+type Record struct {
+	// Key is the record's natural key within its stream (alert id, device id, ...).
+	Key string
+	// Time is when the record happened upstream; it orders the stream.
+	Time time.Time
+	// Hash is a content hash of the record; a different hash for a seen Key is
+	// a revision.
+	Hash uint64
+	// Event is the normalised event.
+	Event *Event
+}
+
+// Position is what a stream is told about its progress when it polls.
+type Position struct {
+	// Watermark is the newest record time committed so far; zero before the
+	// first commit.
+	Watermark time.Time
+	// Floor is the oldest record time the stream still wants: records older
+	// than Floor are of no use (already delivered and past the lookback, or
+	// before the configured start).
+	Floor time.Time
+}
+
+// Batch is what one poll of a stream returns.
+type Batch struct {
+	// Records are in delivery order, oldest first. Records older than the
+	// position's floor may be included; the runner drops them.
+	Records []Record
+	// Gap counts records the poll knows it skipped (the page-size cap was hit).
+	Gap int
+	// Fetched counts records read from upstream, new or not.
+	Fetched int
+}
+
+// Stream is one incremental feed: one source instance, one site and sensor
+// where they apply, one kind of record.
+type Stream interface {
+	// ID is stable across restarts and unique within the process; state is
+	// keyed by it.
+	ID() string
+	// Poll fetches what is new after pos.
+	Poll(ctx context.Context, pos Position) (Batch, error)
+}
+
+// Poller is a configured upstream instance that serves one or more streams.
+// Its set of streams may change over time (site and sensor discovery).
+type Poller interface {
+	// Name is the configured instance name.
+	Name() string
+	// Streams returns the streams the source serves now.
+	Streams(ctx context.Context) ([]Stream, error)
+}
+
+// Entry is one journal entry handed to a sink: the journal sequence number
+// and the event's schema-v1 JSON.
+type Entry struct {
+	Seq  uint64
+	Data []byte
+}
+
+// Sink delivers batches of events to one destination. It does not retry by
+// itself: it returns nil when the whole batch is safe, or an error the
+// dispatcher classifies (see Permanent, RetryAfter and Partial).
+type Sink interface {
+	Deliver(ctx context.Context, batch []Entry) error
+	Close() error
+}
+
+// PermanentError marks a batch the destination will never accept; the
+// dispatcher moves it to dead-letter.
+type PermanentError struct{ Err error }
+
+func (e *PermanentError) Error() string { return "permanent: " + e.Err.Error() }
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// Permanent wraps err as a PermanentError.
+func Permanent(err error) error { return &PermanentError{Err: err} }
+
+// RetryAfterError asks the dispatcher to wait at least After before retrying.
+type RetryAfterError struct {
+	Err   error
+	After time.Duration
+}
+
+func (e *RetryAfterError) Error() string {
+	return fmt.Sprintf("retry after %s: %v", e.After, e.Err)
+}
+func (e *RetryAfterError) Unwrap() error { return e.Err }
+
+// RetryAfter wraps err with a minimum delay before the next attempt.
+func RetryAfter(err error, after time.Duration) error {
+	return &RetryAfterError{Err: err, After: after}
+}
+
+// PartialError says the first Done entries of the batch were delivered and
+// the rest were not.
+type PartialError struct {
+	Done int
+	Err  error
+}
+
+func (e *PartialError) Error() string {
+	return fmt.Sprintf("partly delivered (%d): %v", e.Done, e.Err)
+}
+func (e *PartialError) Unwrap() error { return e.Err }
+
+// Partial wraps err for a batch whose first done entries were delivered.
+func Partial(done int, err error) error { return &PartialError{Done: done, Err: err} }
+
+// IsPermanent reports whether err is or wraps a PermanentError.
+func IsPermanent(err error) bool {
+	var p *PermanentError
+	return errors.As(err, &p)
+}

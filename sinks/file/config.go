@@ -1,0 +1,68 @@
+package file
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/mdbridge/mdbridge/pipeline"
+)
+
+// Type is the value of a sink's `type` key that selects this sink.
+const Type = "file"
+
+// Sync policies.
+const (
+	SyncBatch = "batch" // fsync after every delivered batch (default)
+	SyncNone  = "none"  // leave flushing to the operating system
+)
+
+// Config is the configuration of one file sink.
+type Config struct {
+	// Path of the active file; rotated files get a numeric suffix.
+	Path string `koanf:"path" json:"path"`
+	// Sync is the fsync policy: batch or none.
+	Sync string `koanf:"sync" json:"sync"`
+	// MaxBytes rotates the file when the next batch would take it past this size.
+	MaxBytes pipeline.ByteSize `koanf:"max_bytes" json:"max_bytes"`
+	// MaxFiles is how many rotated files are kept besides the active one.
+	MaxFiles int `koanf:"max_files" json:"max_files"`
+	// Format of each line; only json (schema v1) in this version.
+	Format string `koanf:"format" json:"format"`
+	// Batch is the most events handed to the sink at once.
+	Batch int `koanf:"batch" json:"batch"`
+}
+
+// DefaultConfig returns the defaults that a user's YAML is decoded onto.
+func DefaultConfig() Config {
+	return Config{Sync: SyncBatch, MaxBytes: 100 << 20, MaxFiles: 10, Format: "json", Batch: 1000}
+}
+
+// Validate reports every problem at once; each message starts with the key.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if c.Path == "" {
+		add("path", "is required")
+	} else if filepath.Base(c.Path) == "." || filepath.Base(c.Path) == string(filepath.Separator) {
+		add("path", "must name a file")
+	}
+	if c.Sync != SyncBatch && c.Sync != SyncNone {
+		add("sync", "must be %s or %s, got %q", SyncBatch, SyncNone, c.Sync)
+	}
+	if c.MaxBytes < 4096 {
+		add("max_bytes", "must be at least 4KiB")
+	}
+	if c.MaxFiles < 0 {
+		add("max_files", "must not be negative")
+	}
+	if c.Format != "json" {
+		add("format", "unknown format %q (supported: json)", c.Format)
+	}
+	if c.Batch < 1 || c.Batch > 100000 {
+		add("batch", "must be between 1 and 100000")
+	}
+	return errors.Join(errs...)
+}
