@@ -1,0 +1,299 @@
+package state
+
+import (
+	"encoding/binary"
+	"fmt"
+	"sort"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Entry is one journal entry: its sequence number and the event's JSON. Data
+// is a copy owned by the caller.
+type Entry struct {
+	Seq  uint64
+	Data []byte
+}
+
+// Read returns up to max entries after seq, in order, stopping early once
+// maxBytes of data have been collected (at least one entry is returned when
+// any exists).
+func (s *Store) Read(after uint64, max int, maxBytes int) ([]Entry, error) {
+	var out []Entry
+	var total int
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketJournal).Cursor()
+		start := make([]byte, 8)
+		binary.BigEndian.PutUint64(start, after+1)
+		// First pass sizes the batch so its data is copied once into one
+		// allocation; the second copies it out of the memory map.
+		n := 0
+		for k, v := c.Seek(start); k != nil && n < max; k, v = c.Next() {
+			if len(v) < entryHeader {
+				return fmt.Errorf("state: corrupt journal entry %d", binary.BigEndian.Uint64(k))
+			}
+			d := len(v) - entryHeader
+			if n > 0 && total+d > maxBytes {
+				break
+			}
+			total += d
+			n++
+		}
+		if n == 0 {
+			return nil
+		}
+		buf := make([]byte, 0, total)
+		out = make([]Entry, 0, n)
+		for k, v := c.Seek(start); k != nil && len(out) < n; k, v = c.Next() {
+			p := len(buf)
+			buf = append(buf, v[entryHeader:]...)
+			out = append(out, Entry{Seq: binary.BigEndian.Uint64(k), Data: buf[p:len(buf):len(buf)]})
+		}
+		s.releaseAfterRead(tx, total)
+		return nil
+	})
+	return out, err
+}
+
+// Get returns one entry's data, or nil when it is not (or no longer) in the
+// journal.
+func (s *Store) Get(seq uint64) ([]byte, error) {
+	var out []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		k := make([]byte, 8)
+		binary.BigEndian.PutUint64(k, seq)
+		if v := tx.Bucket(bucketJournal).Get(k); len(v) >= entryHeader {
+			out = append([]byte(nil), v[entryHeader:]...)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Cursor returns the sink's cursor (the seq of the last entry it delivered)
+// and whether the sink has one yet.
+func (s *Store) Cursor(sink string) (uint64, bool, error) {
+	var seq uint64
+	var ok bool
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketCursors).Get([]byte(sink))
+		if len(v) == 8 {
+			seq, ok = binary.BigEndian.Uint64(v), true
+		}
+		return nil
+	})
+	return seq, ok, err
+}
+
+// SetCursor moves the sink's cursor forward to seq. A cursor never moves
+// back: a lower seq (a batch that was also evicted to dead-letter) is ignored.
+func (s *Store) SetCursor(sink string, seq uint64) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketCursors)
+		if cur := getUint(b, []byte(sink)); cur >= seq && b.Get([]byte(sink)) != nil {
+			return nil
+		}
+		putUint(b, []byte(sink), seq)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("state: set cursor of %s: %w", sink, err)
+	}
+	return nil
+}
+
+// Stats summarises the journal.
+type Stats struct {
+	// LastSeq is the last sequence number handed out.
+	LastSeq uint64
+	// FirstSeq is the oldest entry still held (0 when empty).
+	FirstSeq uint64
+	// Entries and Bytes held by the journal.
+	Entries uint64
+	Bytes   uint64
+	// Cursors by sink name.
+	Cursors map[string]uint64
+}
+
+// Stats returns the journal's counters and every sink cursor.
+func (s *Store) Stats() (Stats, error) {
+	st := Stats{Cursors: map[string]uint64{}}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		st.LastSeq = getUint(meta, keyJournalSeq)
+		st.Entries = getUint(meta, keyJournalCount)
+		st.Bytes = getUint(meta, keyJournalBytes)
+		if k, _ := tx.Bucket(bucketJournal).Cursor().First(); k != nil {
+			st.FirstSeq = binary.BigEndian.Uint64(k)
+		}
+		return tx.Bucket(bucketCursors).ForEach(func(k, v []byte) error {
+			if len(v) == 8 {
+				st.Cursors[string(k)] = binary.BigEndian.Uint64(v)
+			}
+			return nil
+		})
+	})
+	return st, err
+}
+
+// Eviction is a set of undelivered entries that the budget pushed out of the
+// journal, with the sinks that had not delivered each.
+type Eviction struct {
+	Entry Entry
+	Sinks []string
+}
+
+// TrimResult says what a Trim removed.
+type TrimResult struct {
+	Deleted uint64 // entries removed in all
+	Evicted uint64 // of those, entries some sink had not delivered
+}
+
+// Trim applies retention and the byte budget to the journal.
+//
+// Entries every listed sink has delivered are deleted once older than
+// retention, or earlier when the journal is over maxBytes. If the journal is
+// still over maxBytes, the oldest undelivered entries are handed to evict
+// (which must make them durable elsewhere, e.g. a dead-letter file) and then
+// deleted, and the cursors of the sinks that held them are moved past them.
+// If evict fails nothing more is deleted.
+func (s *Store) Trim(now time.Time, retention time.Duration, maxBytes uint64, sinks []string, evict func([]Eviction) error) (TrimResult, error) {
+	var res TrimResult
+	const chunk = 10000
+	for {
+		st, err := s.Stats()
+		if err != nil {
+			return res, err
+		}
+		minCursor := st.LastSeq
+		for _, name := range sinks {
+			c, ok := st.Cursors[name]
+			if !ok {
+				c = 0
+			}
+			if c < minCursor {
+				minCursor = c
+			}
+		}
+		over := maxBytes > 0 && st.Bytes > maxBytes
+		cutoff := uint64(now.Add(-retention).UnixNano())
+		// Phase 1: delivered entries, by age or by budget.
+		n, err := s.deleteDelivered(minCursor, cutoff, over, maxBytes, chunk)
+		if err != nil {
+			return res, err
+		}
+		res.Deleted += n
+		if n == chunk {
+			continue
+		}
+		st, err = s.Stats()
+		if err != nil {
+			return res, err
+		}
+		if maxBytes == 0 || st.Bytes <= maxBytes || st.Entries == 0 {
+			if res.Deleted > 0 {
+				s.notify()
+			}
+			return res, nil
+		}
+		// Phase 2: still over budget: evict the oldest undelivered entries.
+		ev, err := s.collectEvictions(st, sinks, maxBytes, 1000)
+		if err != nil {
+			return res, err
+		}
+		if len(ev) == 0 {
+			return res, nil
+		}
+		if err := evict(ev); err != nil {
+			return res, fmt.Errorf("state: evict to dead-letter: %w", err)
+		}
+		if err := s.deleteEvicted(ev); err != nil {
+			return res, err
+		}
+		res.Deleted += uint64(len(ev))
+		res.Evicted += uint64(len(ev))
+		s.notify()
+	}
+}
+
+func (s *Store) deleteDelivered(minCursor, cutoff uint64, over bool, maxBytes uint64, max int) (uint64, error) {
+	var n uint64
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		bytes := getUint(meta, keyJournalBytes)
+		count := getUint(meta, keyJournalCount)
+		c := tx.Bucket(bucketJournal).Cursor()
+		for k, v := c.First(); k != nil && n < uint64(max); k, v = c.First() {
+			if binary.BigEndian.Uint64(k) > minCursor {
+				break
+			}
+			old := len(v) >= entryHeader && binary.BigEndian.Uint64(v) < cutoff
+			if !old && !(over && bytes > maxBytes) {
+				break
+			}
+			bytes -= uint64(len(v))
+			count--
+			if err := c.Delete(); err != nil {
+				return fmt.Errorf("state: delete journal entry: %w", err)
+			}
+			n++
+		}
+		putUint(meta, keyJournalBytes, bytes)
+		putUint(meta, keyJournalCount, count)
+		return nil
+	})
+	return n, err
+}
+
+func (s *Store) collectEvictions(st Stats, sinks []string, maxBytes uint64, max int) ([]Eviction, error) {
+	var out []Eviction
+	err := s.db.View(func(tx *bolt.Tx) error {
+		bytes := st.Bytes
+		c := tx.Bucket(bucketJournal).Cursor()
+		for k, v := c.First(); k != nil && len(out) < max && bytes > maxBytes; k, v = c.Next() {
+			seq := binary.BigEndian.Uint64(k)
+			var held []string
+			for _, name := range sinks {
+				if st.Cursors[name] < seq {
+					held = append(held, name)
+				}
+			}
+			sort.Strings(held)
+			data := append([]byte(nil), v[entryHeader:]...)
+			out = append(out, Eviction{Entry: Entry{Seq: seq, Data: data}, Sinks: held})
+			bytes -= uint64(len(v))
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (s *Store) deleteEvicted(ev []Eviction) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		journal := tx.Bucket(bucketJournal)
+		cursors := tx.Bucket(bucketCursors)
+		bytes := getUint(meta, keyJournalBytes)
+		count := getUint(meta, keyJournalCount)
+		k := make([]byte, 8)
+		for _, e := range ev {
+			binary.BigEndian.PutUint64(k, e.Entry.Seq)
+			if v := journal.Get(k); v != nil {
+				bytes -= uint64(len(v))
+				count--
+				if err := journal.Delete(k); err != nil {
+					return fmt.Errorf("state: delete evicted entry: %w", err)
+				}
+			}
+			for _, name := range e.Sinks {
+				if getUint(cursors, []byte(name)) < e.Entry.Seq {
+					putUint(cursors, []byte(name), e.Entry.Seq)
+				}
+			}
+		}
+		putUint(meta, keyJournalBytes, bytes)
+		putUint(meta, keyJournalCount, count)
+		return nil
+	})
+}
