@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/mdbridge/mdbridge/state"
 )
 
 // Record is one upstream record a stream fetched, already normalised into an
@@ -63,11 +65,8 @@ type Poller interface {
 }
 
 // Entry is one journal entry handed to a sink: the journal sequence number
-// and the event's schema-v1 JSON.
-type Entry struct {
-	Seq  uint64
-	Data []byte
-}
+// and the event's schema-v1 JSON (no trailing newline).
+type Entry = state.Entry
 
 // Sink delivers batches of events to one destination. It does not retry by
 // itself: it returns nil when the whole batch is safe, or an error the

@@ -126,7 +126,7 @@ type Vulnerability struct {
 
 // MarshalEvent encodes e as one line of schema-v1 JSON (no trailing newline).
 func MarshalEvent(e *Event) ([]byte, error) {
-	return json.Marshal(e)
+	return AppendEvent(nil, e)
 }
 
 // UnmarshalEvent decodes schema-v1 JSON produced by MarshalEvent.

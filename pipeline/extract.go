@@ -1,0 +1,230 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tidwall/gjson"
+)
+
+// FieldPaths maps a field name (id, time, name, ...) to the paths where a
+// record may hold it, most likely first. A path is a top-level key or a
+// dotted path into nested objects (gjson syntax).
+type FieldPaths map[string][]string
+
+// Merge returns a copy of p in which every override replaces the candidate
+// list of its field with that one path: an operator's mapping is exact, not
+// a guess among fallbacks.
+func (p FieldPaths) Merge(overrides map[string]string) FieldPaths {
+	out := make(FieldPaths, len(p))
+	for k, v := range p {
+		out[k] = v
+	}
+	for k, v := range overrides {
+		out[k] = []string{v}
+	}
+	return out
+}
+
+// Extractor pulls a fixed set of fields out of JSON records in one pass over
+// each record's top-level keys; dotted paths are looked up separately.
+type Extractor struct {
+	names  []string
+	paths  [][]string
+	top    map[string][]slot // top-level key → fields it may fill
+	nested []nestedSlot
+}
+
+type slot struct{ field, rank int }
+
+type nestedSlot struct {
+	field, rank int
+	path        string
+}
+
+// NewExtractor compiles the paths of each field.
+func NewExtractor(fields FieldPaths) *Extractor {
+	x := &Extractor{top: map[string][]slot{}}
+	for name := range fields {
+		x.names = append(x.names, name)
+	}
+	// Sorted names give every field a stable index.
+	slices.Sort(x.names)
+	for i, name := range x.names {
+		x.paths = append(x.paths, fields[name])
+		for rank, p := range fields[name] {
+			if strings.ContainsAny(p, ".#|@*?") {
+				x.nested = append(x.nested, nestedSlot{field: i, rank: rank, path: p})
+				continue
+			}
+			x.top[p] = append(x.top[p], slot{field: i, rank: rank})
+		}
+	}
+	return x
+}
+
+// Index returns the position of a field in the slice Extract fills, or -1.
+func (x *Extractor) Index(name string) int {
+	for i, n := range x.names {
+		if n == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// Paths returns the candidate paths of the field at index i, for messages.
+func (x *Extractor) Paths(i int) []string { return x.paths[i] }
+
+// Len is the number of fields.
+func (x *Extractor) Len() int { return len(x.names) }
+
+// Extract fills out (len(out) == x.Len()) with each field's value from the
+// best-ranked path present and not null in record. rank is scratch space of
+// the same length. Fields found nowhere are left as the zero Result.
+func (x *Extractor) Extract(record gjson.Result, out []gjson.Result, rank []int) {
+	for i := range out {
+		out[i] = gjson.Result{}
+		rank[i] = math.MaxInt
+	}
+	if len(x.top) > 0 {
+		record.ForEach(func(k, v gjson.Result) bool {
+			if v.Type == gjson.Null {
+				return true
+			}
+			for _, s := range x.top[k.Str] {
+				if s.rank < rank[s.field] {
+					out[s.field], rank[s.field] = v, s.rank
+				}
+			}
+			return true
+		})
+	}
+	for _, n := range x.nested {
+		if n.rank >= rank[n.field] {
+			continue
+		}
+		if v := record.Get(n.path); v.Exists() && v.Type != gjson.Null {
+			out[n.field], rank[n.field] = v, n.rank
+		}
+	}
+}
+
+// Str renders a scalar as a string: strings as themselves, numbers and
+// booleans as their JSON text; null, missing, objects and arrays give "".
+func Str(r gjson.Result) string {
+	switch r.Type {
+	case gjson.String:
+		return r.Str
+	case gjson.Number, gjson.True, gjson.False:
+		return r.Raw
+	}
+	return ""
+}
+
+// Int returns an integer from a number or a numeric string, and whether it
+// was one.
+func Int(r gjson.Result) (int, bool) {
+	switch r.Type {
+	case gjson.Number:
+		if r.Num == math.Trunc(r.Num) && math.Abs(r.Num) < 1<<53 {
+			return int(r.Num), true
+		}
+	case gjson.String:
+		if n, err := strconv.Atoi(strings.TrimSpace(r.Str)); err == nil {
+			return n, true
+		}
+	}
+	return 0, false
+}
+
+// ErrNoTime is returned by ParseTime for a missing or null value.
+var ErrNoTime = errors.New("no time value")
+
+// Epoch magnitudes: below 1e11 a number is taken as seconds (that is before
+// year 5138), below 1e14 as milliseconds, below 1e17 as microseconds, else
+// nanoseconds.
+const (
+	epochMillisFrom = 1e11
+	epochMicrosFrom = 1e14
+	epochNanosFrom  = 1e17
+)
+
+// ParseTime reads a timestamp given as epoch seconds, milliseconds,
+// microseconds or nanoseconds (a number or a numeric string, fractions
+// allowed), or as an RFC 3339 string with any number of fractional digits.
+// RFC 3339 without a zone, or with a space for the T, is read as UTC.
+// The result is in UTC.
+func ParseTime(r gjson.Result) (time.Time, error) {
+	switch r.Type {
+	case gjson.Null:
+		return time.Time{}, ErrNoTime
+	case gjson.Number:
+		return fromEpoch(r.Num, r.Raw)
+	case gjson.String:
+		s := strings.TrimSpace(r.Str)
+		if s == "" {
+			return time.Time{}, ErrNoTime
+		}
+		if f, err := strconv.ParseFloat(s, 64); err == nil {
+			return fromEpoch(f, s)
+		}
+		return parseTimeString(s)
+	}
+	if !r.Exists() {
+		return time.Time{}, ErrNoTime
+	}
+	return time.Time{}, fmt.Errorf("time value %.40s is not a number or a string", r.Raw)
+}
+
+func fromEpoch(f float64, raw string) (time.Time, error) {
+	if math.IsNaN(f) || math.IsInf(f, 0) || f < 0 || f >= 1e19 {
+		return time.Time{}, fmt.Errorf("time value %.40s is out of range", raw)
+	}
+	var ns float64
+	switch {
+	case f < epochMillisFrom:
+		ns = f * 1e9
+	case f < epochMicrosFrom:
+		ns = f * 1e6
+	case f < epochNanosFrom:
+		ns = f * 1e3
+	default:
+		ns = f
+	}
+	// Integral seconds and milliseconds are exact; avoid float rounding there.
+	if f == math.Trunc(f) {
+		n := int64(f)
+		switch {
+		case f < epochMillisFrom:
+			return time.Unix(n, 0).UTC(), nil
+		case f < epochMicrosFrom:
+			return time.UnixMilli(n).UTC(), nil
+		case f < epochNanosFrom:
+			return time.UnixMicro(n).UTC(), nil
+		}
+		return time.Unix(0, n).UTC(), nil
+	}
+	return time.Unix(0, int64(math.Round(ns))).UTC(), nil
+}
+
+var timeLayouts = []string{
+	time.RFC3339Nano,
+	"2006-01-02 15:04:05Z07:00",
+	"2006-01-02T15:04:05",
+	"2006-01-02 15:04:05",
+}
+
+func parseTimeString(s string) (time.Time, error) {
+	for _, l := range timeLayouts {
+		if t, err := time.Parse(l, s); err == nil {
+			return t.UTC(), nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("time value %.40q is neither RFC 3339 nor an epoch number", s)
+}

@@ -1,0 +1,354 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"go.uber.org/zap"
+
+	"github.com/mdbridge/mdbridge/state"
+)
+
+// Options configure a Runner.
+type Options struct {
+	// Retention keeps delivered events in the journal this long, for replay.
+	Retention time.Duration
+	// MaxBytes is the journal budget (0: none). Past it, the oldest events
+	// that some sink has not delivered move to that sink's dead-letter file.
+	MaxBytes uint64
+	// DeadLetterDir holds one <sink>.deadletter.jsonl file per sink.
+	DeadLetterDir string
+	// TrimInterval is how often retention and the budget are applied
+	// (default 10s).
+	TrimInterval time.Duration
+	// StopGrace bounds how long in-flight deliveries may take after a stop
+	// is requested (default 10s).
+	StopGrace time.Duration
+	// MaxConcurrentPolls bounds how many polls run at once across all
+	// streams, which bounds the memory held by response bodies (default 2).
+	MaxConcurrentPolls int
+}
+
+// SourceOptions schedule the streams of one Poller.
+type SourceOptions struct {
+	// Interval between polls of each stream; each wait is jittered by ±10%.
+	Interval time.Duration
+	// Lookback is how far behind the watermark each poll re-reads, so that
+	// records sharing the last timestamp or arriving late are not missed.
+	Lookback time.Duration
+	// Start is the oldest record time a stream wants on its first run; zero
+	// means everything the API returns.
+	Start time.Time
+	// DiscoveryInterval is how often the poller's stream list is refreshed.
+	DiscoveryInterval time.Duration
+}
+
+// SinkOptions configure one sink's dispatcher.
+type SinkOptions struct {
+	// Batch is the most events per delivery (default 1000).
+	Batch int
+	// BatchBytes is the most event bytes per delivery (default 4 MiB).
+	BatchBytes int
+}
+
+// Runner schedules polls, journals what they return and dispatches the
+// journal to every sink.
+type Runner struct {
+	store *state.Store
+	log   *zap.Logger
+	opts  Options
+	sem   chan struct{}
+	dead  *deadLetters
+
+	sources []sourceEntry
+	sinks   []*dispatcher
+
+	mu      sync.Mutex
+	streams map[string]*streamRunner
+	kinds   map[string]uint64
+}
+
+type sourceEntry struct {
+	p    Poller
+	opts SourceOptions
+}
+
+// NewRunner returns a runner over an open store.
+func NewRunner(store *state.Store, log *zap.Logger, opts Options) *Runner {
+	if opts.TrimInterval <= 0 {
+		opts.TrimInterval = 10 * time.Second
+	}
+	if opts.StopGrace <= 0 {
+		opts.StopGrace = 10 * time.Second
+	}
+	if opts.MaxConcurrentPolls <= 0 {
+		opts.MaxConcurrentPolls = 2
+	}
+	return &Runner{
+		store:   store,
+		log:     log,
+		opts:    opts,
+		sem:     make(chan struct{}, opts.MaxConcurrentPolls),
+		dead:    newDeadLetters(opts.DeadLetterDir),
+		streams: map[string]*streamRunner{},
+		kinds:   map[string]uint64{},
+	}
+}
+
+// AddSource registers a poller. Call before Run.
+func (r *Runner) AddSource(p Poller, o SourceOptions) {
+	if o.Interval <= 0 {
+		o.Interval = 30 * time.Second
+	}
+	if o.DiscoveryInterval <= 0 {
+		o.DiscoveryInterval = 5 * time.Minute
+	}
+	r.sources = append(r.sources, sourceEntry{p: p, opts: o})
+}
+
+// AddSink registers a sink under its configured name. Call before Run.
+func (r *Runner) AddSink(name string, s Sink, o SinkOptions) {
+	if o.Batch <= 0 {
+		o.Batch = 1000
+	}
+	if o.BatchBytes <= 0 {
+		o.BatchBytes = 4 << 20
+	}
+	r.sinks = append(r.sinks, &dispatcher{r: r, name: name, sink: s, opts: o,
+		log: r.log.With(zap.String("sink", name))})
+}
+
+// Run polls and dispatches until ctx is cancelled, then stops gracefully:
+// polling stops at once, in-flight deliveries get Options.StopGrace to
+// finish, and every sink is closed. It returns the first sink close error.
+func (r *Runner) Run(ctx context.Context) error {
+	deliverCtx, cancelDeliver := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelDeliver()
+	var wg sync.WaitGroup
+	for _, d := range r.sinks {
+		if err := d.init(); err != nil {
+			return err
+		}
+	}
+	for _, d := range r.sinks {
+		wg.Add(1)
+		go func() { defer wg.Done(); d.run(ctx, deliverCtx) }()
+	}
+	for _, s := range r.sources {
+		wg.Add(1)
+		go func() { defer wg.Done(); r.runSource(ctx, s) }()
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); r.runTrim(ctx) }()
+
+	<-ctx.Done()
+	r.log.Info("stopping: polling stopped, finishing in-flight deliveries", zap.Duration("grace", r.opts.StopGrace))
+	timer := time.AfterFunc(r.opts.StopGrace, cancelDeliver)
+	wg.Wait()
+	timer.Stop()
+	var errs []error
+	for _, d := range r.sinks {
+		if err := d.sink.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close sink %s: %w", d.name, err))
+		}
+	}
+	if err := r.dead.close(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// runSource keeps one goroutine per stream the poller currently serves.
+func (r *Runner) runSource(ctx context.Context, s sourceEntry) {
+	log := r.log.With(zap.String("source", s.p.Name()))
+	running := map[string]context.CancelFunc{}
+	var wg sync.WaitGroup
+	defer func() {
+		for _, cancel := range running {
+			cancel()
+		}
+		wg.Wait()
+	}()
+	bo := newBackoff(time.Second, time.Minute)
+	failing := false
+	for {
+		streams, err := s.p.Streams(ctx)
+		wait := s.opts.DiscoveryInterval
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			wait = bo.NextBackOff()
+			if !failing {
+				log.Warn("stream discovery failed; retrying", zap.Error(err), zap.Duration("retry_in", wait))
+			}
+			failing = true
+		} else {
+			if failing {
+				log.Info("stream discovery recovered")
+			}
+			failing = false
+			bo.Reset()
+			seen := map[string]bool{}
+			for _, st := range streams {
+				id := st.ID()
+				seen[id] = true
+				if _, ok := running[id]; ok {
+					continue
+				}
+				sr, err := r.newStreamRunner(st, s.opts, log)
+				if err != nil {
+					log.Error("cannot start stream", zap.String("stream", id), zap.Error(err))
+					continue
+				}
+				sctx, cancel := context.WithCancel(ctx)
+				running[id] = cancel
+				wg.Add(1)
+				go func() { defer wg.Done(); sr.run(sctx) }()
+			}
+			for id, cancel := range running {
+				if !seen[id] {
+					log.Info("stream no longer served; stopping it", zap.String("stream", id))
+					cancel()
+					delete(running, id)
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (r *Runner) runTrim(ctx context.Context) {
+	names := make([]string, len(r.sinks))
+	for i, d := range r.sinks {
+		names[i] = d.name
+	}
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(r.opts.TrimInterval):
+		}
+		res, err := r.store.Trim(time.Now(), r.opts.Retention, r.opts.MaxBytes, names, func(ev []state.Eviction) error {
+			return r.evict(ev)
+		})
+		switch {
+		case err != nil && !failing:
+			r.log.Error("journal trim failed", zap.Error(err))
+			failing = true
+		case err == nil && failing:
+			r.log.Info("journal trim recovered")
+			failing = false
+		}
+		if res.Evicted > 0 {
+			r.log.Error("journal over its state.max_bytes budget: oldest undelivered events moved to dead-letter",
+				zap.Uint64("events", res.Evicted), zap.Uint64("max_bytes", r.opts.MaxBytes))
+		}
+	}
+}
+
+func (r *Runner) evict(ev []state.Eviction) error {
+	bySink := map[string][]Entry{}
+	for _, e := range ev {
+		for _, s := range e.Sinks {
+			bySink[s] = append(bySink[s], e.Entry)
+		}
+	}
+	for _, d := range r.sinks {
+		if len(bySink[d.name]) == 0 {
+			continue
+		}
+		if err := r.dead.write(d.name, bySink[d.name], "journal over state.max_bytes budget"); err != nil {
+			return err
+		}
+		d.deadLettered.Add(uint64(len(bySink[d.name])))
+	}
+	return nil
+}
+
+// newBackoff returns an exponential backoff with jitter that never stops.
+func newBackoff(initial, max time.Duration) *backoff.ExponentialBackOff {
+	return backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(initial),
+		backoff.WithMaxInterval(max),
+		backoff.WithRandomizationFactor(0.5),
+		backoff.WithMultiplier(2),
+		backoff.WithMaxElapsedTime(0),
+	)
+}
+
+// jitter returns d ±10%.
+func jitter(d time.Duration) time.Duration {
+	return d + time.Duration((rand.Float64()*0.2-0.1)*float64(d))
+}
+
+// Snapshot is a point-in-time view of the runner for status output.
+type Snapshot struct {
+	Kinds   map[string]uint64
+	Streams []StreamStatus
+	Sinks   []SinkStatus
+	LastSeq uint64
+}
+
+// StreamStatus describes one stream.
+type StreamStatus struct {
+	ID        string
+	Watermark time.Time
+	Events    uint64
+	Polls     uint64
+	Errors    uint64
+	Gaps      uint64
+	Failing   bool
+	LastError string
+}
+
+// SinkStatus describes one sink.
+type SinkStatus struct {
+	Name         string
+	Cursor       uint64
+	Lag          uint64
+	Delivered    uint64
+	Retries      uint64
+	DeadLettered uint64
+	Failing      bool
+}
+
+// Snapshot returns current counters.
+func (r *Runner) Snapshot() Snapshot {
+	snap := Snapshot{Kinds: map[string]uint64{}}
+	r.mu.Lock()
+	for k, v := range r.kinds {
+		snap.Kinds[k] = v
+	}
+	for _, s := range r.streams {
+		snap.Streams = append(snap.Streams, s.status())
+	}
+	r.mu.Unlock()
+	sort.Slice(snap.Streams, func(i, j int) bool { return snap.Streams[i].ID < snap.Streams[j].ID })
+	if st, err := r.store.Stats(); err == nil {
+		snap.LastSeq = st.LastSeq
+	}
+	for _, d := range r.sinks {
+		c := d.cursor.Load()
+		lag := uint64(0)
+		if snap.LastSeq > c {
+			lag = snap.LastSeq - c
+		}
+		snap.Sinks = append(snap.Sinks, SinkStatus{
+			Name: d.name, Cursor: c, Lag: lag, Delivered: d.delivered.Load(),
+			Retries: d.retries.Load(), DeadLettered: d.deadLettered.Load(), Failing: d.failing.Load(),
+		})
+	}
+	return snap
+}

@@ -1,0 +1,276 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/tidwall/gjson"
+	"go.uber.org/zap"
+
+	"github.com/mdbridge/mdbridge/state"
+)
+
+// streamRunner polls one stream and commits what is new.
+type streamRunner struct {
+	r    *Runner
+	s    Stream
+	id   string
+	opts SourceOptions
+	log  *zap.Logger
+
+	// Owned by the run goroutine.
+	st   state.StreamState
+	seen map[string]seenRec
+	buf  []byte
+
+	mu   sync.Mutex
+	stat StreamStatus
+}
+
+type seenRec struct {
+	time time.Time
+	hash uint64
+	rev  uint32
+	jseq uint64
+}
+
+func (r *Runner) newStreamRunner(s Stream, o SourceOptions, log *zap.Logger) (*streamRunner, error) {
+	id := s.ID()
+	st, entries, err := r.store.LoadStream(id)
+	if err != nil {
+		return nil, err
+	}
+	sr := &streamRunner{r: r, s: s, id: id, opts: o, log: log.With(zap.String("stream", id)),
+		st: st, seen: make(map[string]seenRec, len(entries))}
+	for _, e := range entries {
+		// Entries come oldest first; a later one for the same key wins.
+		sr.seen[e.Key] = seenRec{time: e.Time, hash: e.Hash, rev: e.Revision, jseq: e.JournalSeq}
+	}
+	if !st.Started {
+		sr.st.Floor = o.Start
+	}
+	sr.stat = StreamStatus{ID: id, Watermark: st.Watermark, Gaps: st.Gaps}
+	r.mu.Lock()
+	r.streams[id] = sr
+	r.mu.Unlock()
+	return sr, nil
+}
+
+func (sr *streamRunner) statusUpdate(f func(*StreamStatus)) {
+	sr.mu.Lock()
+	f(&sr.stat)
+	sr.mu.Unlock()
+}
+
+func (sr *streamRunner) status() StreamStatus {
+	sr.mu.Lock()
+	defer sr.mu.Unlock()
+	return sr.stat
+}
+
+// boundary is the oldest record time the next poll still wants.
+func (sr *streamRunner) boundary(wm time.Time) time.Time {
+	b := sr.st.Floor
+	if !wm.IsZero() {
+		if w := wm.Add(-sr.opts.Lookback); w.After(b) {
+			b = w
+		}
+	}
+	return b
+}
+
+func (sr *streamRunner) run(ctx context.Context) {
+	defer func() {
+		sr.r.mu.Lock()
+		delete(sr.r.streams, sr.id)
+		sr.r.mu.Unlock()
+	}()
+	bo := newBackoff(time.Second, time.Minute)
+	var failures int
+	var lastErr string
+	wait := time.Duration(0)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		err := sr.pollOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			failures++
+			wait = bo.NextBackOff()
+			msg := err.Error()
+			if failures == 1 || msg != lastErr {
+				sr.log.Warn("poll failed; will retry", zap.Error(err), zap.Int("attempt", failures), zap.Duration("retry_in", wait))
+			} else {
+				sr.log.Debug("poll failed again", zap.Error(err), zap.Int("attempt", failures))
+			}
+			lastErr = msg
+			sr.statusUpdate(func(s *StreamStatus) { s.Errors++; s.Failing = true; s.LastError = msg })
+			continue
+		}
+		if failures > 0 {
+			sr.log.Info("poll recovered", zap.Int("failed_attempts", failures))
+			failures, lastErr = 0, ""
+			bo.Reset()
+			sr.statusUpdate(func(s *StreamStatus) { s.Failing = false })
+		}
+		wait = jitter(sr.opts.Interval)
+	}
+}
+
+// pollOnce fetches, deduplicates, numbers and commits one poll.
+func (sr *streamRunner) pollOnce(ctx context.Context) error {
+	select {
+	case sr.r.sem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-sr.r.sem }()
+
+	floor := sr.boundary(sr.st.Watermark)
+	batch, err := sr.s.Poll(ctx, Position{Watermark: sr.st.Watermark, Floor: floor})
+	if err != nil {
+		return err
+	}
+	sr.statusUpdate(func(s *StreamStatus) { s.Polls++ })
+	observed := time.Now().UTC()
+	next := sr.st
+	next.Started = true
+	appends := make([]state.Append, 0, len(batch.Records))
+	seenNew := make([]state.SeenEntry, 0, len(batch.Records))
+	offsets := make([]int, 0, len(batch.Records)+1)
+	pending := map[string]seenRec{}
+	kinds := map[string]uint64{}
+	sr.buf = sr.buf[:0]
+	for i := range batch.Records {
+		rec := &batch.Records[i]
+		if rec.Time.Before(floor) {
+			continue
+		}
+		prev, ok := pending[rec.Key]
+		if !ok {
+			prev, ok = sr.seen[rec.Key]
+		}
+		rev := 0
+		ev := rec.Event
+		ev.Changes = nil
+		if ok {
+			if prev.hash == rec.Hash {
+				continue
+			}
+			rev = int(prev.rev) + 1
+			ev.Changes = sr.changes(prev.jseq, ev.Raw)
+		}
+		next.LastSeq++
+		ev.Schema = Schema
+		ev.Seq = next.LastSeq
+		ev.Revision = rev
+		ev.Observed = observed
+		ev.ID = EventID(sr.id, ev.Kind, rec.Key, rev)
+		if ev.Source.Stream == "" {
+			ev.Source.Stream = sr.id
+		}
+		offsets = append(offsets, len(sr.buf))
+		if sr.buf, err = AppendEvent(sr.buf, ev); err != nil {
+			return fmt.Errorf("encode record %q: %w", rec.Key, err)
+		}
+		seenNew = append(seenNew, state.SeenEntry{Time: rec.Time, Key: rec.Key, Hash: rec.Hash, Revision: uint32(rev)})
+		pending[rec.Key] = seenRec{time: rec.Time, hash: rec.Hash, rev: uint32(rev)}
+		kinds[ev.Kind]++
+		if rec.Time.After(next.Watermark) {
+			next.Watermark = rec.Time
+		}
+	}
+	offsets = append(offsets, len(sr.buf))
+	for i := range seenNew {
+		appends = append(appends, state.Append{Data: sr.buf[offsets[i]:offsets[i+1]], Seen: &seenNew[i]})
+	}
+	if batch.Gap > 0 {
+		next.Gaps += uint64(batch.Gap)
+		sr.log.Warn("records skipped: the page-size cap was reached before the watermark; raise max_page_limit or shorten interval",
+			zap.Int("gap", batch.Gap), zap.Uint64("gaps_total", next.Gaps))
+	}
+	prune := sr.boundary(next.Watermark)
+	if _, err := sr.r.store.Commit(state.Commit{Stream: sr.id, State: next, Events: appends, PruneBefore: prune}); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	// Durable: now update the in-memory view.
+	for _, e := range seenNew {
+		sr.seen[e.Key] = seenRec{time: e.Time, hash: e.Hash, rev: e.Revision, jseq: e.JournalSeq}
+	}
+	if prune.After(sr.boundary(sr.st.Watermark)) {
+		for k, v := range sr.seen {
+			if v.time.Before(prune) {
+				delete(sr.seen, k)
+			}
+		}
+	}
+	sr.st = next
+	if len(sr.buf) > 16<<20 {
+		sr.buf = nil // do not pin a large buffer between polls
+	}
+	sr.statusUpdate(func(s *StreamStatus) {
+		s.Events += uint64(len(appends))
+		s.Watermark = next.Watermark
+		s.Gaps = next.Gaps
+	})
+	if len(kinds) > 0 {
+		sr.r.mu.Lock()
+		for k, n := range kinds {
+			sr.r.kinds[k] += n
+		}
+		sr.r.mu.Unlock()
+	}
+	return nil
+}
+
+// changes compares the previous revision's raw record, read back from the
+// journal, with the new one, field by top-level field. When the previous
+// revision has already left the journal it returns nil.
+func (sr *streamRunner) changes(jseq uint64, raw json.RawMessage) map[string]Change {
+	old, err := sr.r.store.Get(jseq)
+	if err != nil || old == nil {
+		return nil
+	}
+	return DiffRecords([]byte(gjson.GetBytes(old, "raw").Raw), raw)
+}
+
+// DiffRecords returns the top-level fields whose JSON differs between two
+// records, with their old and new values (null when absent).
+func DiffRecords(oldRaw, newRaw []byte) map[string]Change {
+	oldFields := map[string]string{}
+	gjson.ParseBytes(oldRaw).ForEach(func(k, v gjson.Result) bool {
+		oldFields[k.Str] = v.Raw
+		return true
+	})
+	out := map[string]Change{}
+	gjson.ParseBytes(newRaw).ForEach(func(k, v gjson.Result) bool {
+		o, ok := oldFields[k.Str]
+		if !ok || o != v.Raw {
+			out[k.Str] = Change{Old: rawOrNull(o), New: json.RawMessage(v.Raw)}
+		}
+		delete(oldFields, k.Str)
+		return true
+	})
+	for k, o := range oldFields {
+		out[k] = Change{Old: json.RawMessage(o), New: nil}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+func rawOrNull(s string) any {
+	if s == "" {
+		return nil
+	}
+	return json.RawMessage(s)
+}
