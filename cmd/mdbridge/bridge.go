@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/mdbridge/mdbridge/configs"
+	"github.com/mdbridge/mdbridge/pipeline"
+	"github.com/mdbridge/mdbridge/pollers/otsec"
+	"github.com/mdbridge/mdbridge/sinks/file"
+	"github.com/mdbridge/mdbridge/state"
+)
+
+func configFlag(fs *flag.FlagSet) *string {
+	return fs.String("c", os.Getenv("MDBRIDGE_CONFIG"), "config file (or MDBRIDGE_CONFIG)")
+}
+
+func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := configFlag(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *path == "" {
+		return errors.New("run: a config file is required (-c FILE)")
+	}
+	cfg, err := configs.Load(*path, os.Environ())
+	if err != nil {
+		return fmt.Errorf("config %s:\n%w", *path, err)
+	}
+	log, err := newLogger(cfg.Log, stderr)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	return runBridge(ctx, cfg, log, nil)
+}
+
+func cmdValidate(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := configFlag(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *path == "" {
+		fmt.Fprintln(stderr, "mdbridge validate: a config file is required (-c FILE)")
+		return 2
+	}
+	cfg, err := configs.Load(*path, os.Environ())
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: invalid configuration:\n", *path)
+		for _, e := range flatten(err) {
+			fmt.Fprintf(stderr, "  - %v\n", e)
+		}
+		return 1
+	}
+	out, err := cfg.Redacted()
+	if err != nil {
+		fmt.Fprintln(stderr, "mdbridge validate:", err)
+		return 1
+	}
+	_, _ = stdout.Write(out)
+	return 0
+}
+
+// flatten lists the leaves of joined errors.
+func flatten(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, flatten(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+func newLogger(c configs.Log, w io.Writer) (*zap.Logger, error) {
+	level, err := zapcore.ParseLevel(c.Level)
+	if err != nil {
+		return nil, fmt.Errorf("log.level: %w", err)
+	}
+	enc := zap.NewProductionEncoderConfig()
+	enc.EncodeTime = zapcore.ISO8601TimeEncoder
+	var encoder zapcore.Encoder
+	if c.Format == "console" {
+		enc.EncodeLevel = zapcore.CapitalLevelEncoder
+		encoder = zapcore.NewConsoleEncoder(enc)
+	} else {
+		encoder = zapcore.NewJSONEncoder(enc)
+	}
+	return zap.New(zapcore.NewCore(encoder, zapcore.Lock(zapcore.AddSync(w)), level)), nil
+}
+
+// runBridge opens the state, builds every source and sink from the config,
+// and runs until ctx ends. onStart, when set, gets the runner once it runs.
+func runBridge(ctx context.Context, cfg *configs.Config, log *zap.Logger, onStart func(*pipeline.Runner)) error {
+	store, err := state.Open(cfg.State.Path, state.Options{LockTimeout: cfg.State.LockTimeout})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := store.Close(); err != nil {
+			log.Error("closing state", zap.Error(err))
+		}
+	}()
+	r := pipeline.NewRunner(store, log, pipeline.Options{
+		Retention:     cfg.State.Retention,
+		MaxBytes:      uint64(cfg.State.MaxBytes),
+		DeadLetterDir: filepath.Join(filepath.Dir(cfg.State.Path), "deadletter"),
+	})
+	now := time.Now()
+	for _, name := range sortedKeys(cfg.Sources) {
+		sc := cfg.Sources[name]
+		switch {
+		case sc.OTSecurity != nil:
+			c := sc.OTSecurity
+			p, err := otsec.New(name, *c, log)
+			if err != nil {
+				return err
+			}
+			start, _ := otsec.ParseStart(c.Start, now)
+			r.AddSource(p, pipeline.SourceOptions{Interval: c.Interval, Lookback: c.Lookback, Start: start, DiscoveryInterval: c.DiscoveryInterval})
+		default:
+			return fmt.Errorf("sources.%s: type %q is not supported by this build", name, sc.Type)
+		}
+	}
+	var sinks []pipeline.Sink
+	defer func() {
+		// Sinks not handed to a running runner are closed here.
+		for _, s := range sinks {
+			_ = s.Close()
+		}
+	}()
+	for _, name := range sortedKeys(cfg.Sinks) {
+		sc := cfg.Sinks[name]
+		switch {
+		case sc.File != nil:
+			s, err := file.New(*sc.File, log.With(zap.String("sink", name)))
+			if err != nil {
+				return fmt.Errorf("sinks.%s: %w", name, err)
+			}
+			sinks = append(sinks, s)
+			r.AddSink(name, s, pipeline.SinkOptions{Batch: sc.File.Batch})
+		default:
+			return fmt.Errorf("sinks.%s: type %q is not supported by this build", name, sc.Type)
+		}
+	}
+	log.Info("mdbridge starting", zap.String("version", version), zap.String("state", cfg.State.Path),
+		zap.Int("sources", len(cfg.Sources)), zap.Int("sinks", len(cfg.Sinks)))
+	if onStart != nil {
+		onStart(r)
+	}
+	sinks = nil // from here the runner closes them
+	err = r.Run(ctx)
+	log.Info("mdbridge stopped")
+	return err
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	return slices.Sorted(maps.Keys(m))
+}

@@ -1,0 +1,310 @@
+// Package otsec polls MetaDefender OT Security's Enterprise Manager API
+// (port 3003, Bearer token of an API-Client user) for device, connection and
+// Suricata alerts and new devices, per site and sensor.
+//
+// The vendor document gives the endpoints, the query parameters and the
+// {error, errors, data} envelope, but not the shape of list data or record
+// fields. This package therefore reads `data` either as the list itself or
+// as an object holding it, reads fields from a table of likely spellings
+// that an operator can override per stream, and fails a poll with a message
+// naming the field and the override key instead of guessing.
+package otsec
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/tidwall/gjson"
+	"go.uber.org/zap"
+
+	"github.com/mdbridge/mdbridge/pipeline"
+)
+
+// API paths, as the vendor document spells them.
+const (
+	PathComponents     = "/neu-exposure/exposure/v1/managements/components"
+	PathDevices        = "/neu-exposure/exposure-external/asset-main/exposure/v1/sensor/device/items"
+	PathDeviceAlerts   = "/neu-exposure/exposure-external/alert-main/exposure/v1/sensor/device-alert/items"
+	PathConnAlerts     = "/neu-exposure/exposure-external/alert-main/exposure/v1/sensor/conn-alert/items"
+	PathSuricataAlerts = "/neu-exposure/exposure-external/alert-main/exposure/v1/sensor/suricata-alert/items"
+)
+
+// ErrUnauthorized is returned (wrapped) for HTTP 401: the token is wrong,
+// expired or revoked.
+var ErrUnauthorized = errors.New("unauthorized")
+
+// APIError is an answer the API gave with error: true, or a non-2xx status.
+type APIError struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *APIError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "HTTP %d", e.Status)
+	if e.Code != "" {
+		b.WriteString(" " + e.Code)
+	}
+	if e.Message != "" {
+		b.WriteString(": " + e.Message)
+	}
+	return b.String()
+}
+
+// client talks to one Enterprise Manager.
+type client struct {
+	base    *url.URL
+	token   *pipeline.Credential
+	http    *http.Client
+	maxBody int64
+	timeout time.Duration
+}
+
+func newClient(cfg *Config, log *zap.Logger) (*client, error) {
+	base, err := url.Parse(strings.TrimRight(cfg.URL, "/"))
+	if err != nil {
+		return nil, fmt.Errorf("url: %w", err)
+	}
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.TLS.CAFile != "" {
+		pem, err := os.ReadFile(cfg.TLS.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls.ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls.ca_file: %s holds no PEM certificate", cfg.TLS.CAFile)
+		}
+		tlsCfg.RootCAs = pool
+	}
+	if cfg.TLS.InsecureSkipVerify {
+		log.Warn("TLS certificate verification is OFF for this source (tls.insecure_skip_verify); anyone on the path can read the token")
+		tlsCfg.InsecureSkipVerify = true
+	}
+	tr := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:       tlsCfg,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: cfg.Timeout,
+		MaxIdleConnsPerHost:   8,
+		IdleConnTimeout:       90 * time.Second,
+		ForceAttemptHTTP2:     true,
+	}
+	return &client{
+		base:    base,
+		token:   pipeline.NewCredential(cfg.Token, cfg.TokenFile),
+		http:    &http.Client{Transport: tr, CheckRedirect: noRedirect},
+		maxBody: int64(cfg.MaxBodyBytes),
+		timeout: cfg.Timeout,
+	}, nil
+}
+
+// noRedirect refuses redirects: following one would send the bearer token
+// to wherever the redirect points.
+func noRedirect(req *http.Request, _ []*http.Request) error {
+	return fmt.Errorf("refusing redirect to %s", req.URL.Redacted())
+}
+
+// get performs one GET and returns the envelope's data.
+func (c *client) get(ctx context.Context, path string, query url.Values) (gjson.Result, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	u := *c.base
+	u.Path += path
+	u.RawQuery = query.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return gjson.Result{}, nil, fmt.Errorf("build request: %w", err)
+	}
+	tok, err := c.token.Get()
+	if err != nil {
+		return gjson.Result{}, nil, fmt.Errorf("token: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return gjson.Result{}, nil, fmt.Errorf("GET %s: %w", path, stripURL(err))
+	}
+	defer resp.Body.Close()
+	body, err := readBody(resp, c.maxBody)
+	if err != nil {
+		return gjson.Result{}, nil, fmt.Errorf("GET %s: %w", path, err)
+	}
+	data, err := DecodeEnvelope(resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	if err != nil {
+		return gjson.Result{}, nil, fmt.Errorf("GET %s: %w", path, err)
+	}
+	return data, body, nil
+}
+
+// stripURL removes the URL from *url.Error: the path is already in the
+// message and the query can be long.
+func stripURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+func readBody(resp *http.Response, max int64) ([]byte, error) {
+	if resp.ContentLength > max {
+		return nil, fmt.Errorf("response body of %d bytes exceeds max_body_bytes (%d)", resp.ContentLength, max)
+	}
+	var buf bytes.Buffer
+	if resp.ContentLength > 0 {
+		buf.Grow(int(resp.ContentLength) + 1)
+	}
+	n, err := buf.ReadFrom(io.LimitReader(resp.Body, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("read body after %d bytes: %w", n, err)
+	}
+	if n > max {
+		return nil, fmt.Errorf("response body exceeds max_body_bytes (%d)", max)
+	}
+	return buf.Bytes(), nil
+}
+
+var htmlTitle = regexp.MustCompile(`(?is)<title[^>]*>(.*?)</title>`)
+
+// DecodeEnvelope checks an API answer and returns its `data`. It fails for
+// a non-2xx status (401 as ErrUnauthorized), an HTML page, a body that is not
+// complete JSON, and for error: true even with HTTP 200.
+func DecodeEnvelope(status int, contentType string, body []byte) (gjson.Result, error) {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) > 0 && trimmed[0] == '<' || strings.Contains(strings.ToLower(contentType), "html") {
+		title := "no title"
+		if m := htmlTitle.FindSubmatch(body); m != nil {
+			title = strings.Join(strings.Fields(string(m[1])), " ")
+		}
+		return gjson.Result{}, fmt.Errorf("HTTP %d with an HTML page (%.80q) instead of JSON: a proxy or web server answered, not the API", status, title)
+	}
+	valid := gjson.ValidBytes(trimmed)
+	if status == http.StatusUnauthorized {
+		e := &APIError{Status: status}
+		if valid {
+			fillAPIError(e, gjson.ParseBytes(trimmed))
+		}
+		return gjson.Result{}, fmt.Errorf("%w: %v (check token or token_file)", ErrUnauthorized, e)
+	}
+	if status < 200 || status > 299 {
+		e := &APIError{Status: status}
+		if valid {
+			fillAPIError(e, gjson.ParseBytes(trimmed))
+		} else {
+			e.Message = snippet(trimmed)
+		}
+		return gjson.Result{}, e
+	}
+	if len(trimmed) == 0 {
+		return gjson.Result{}, fmt.Errorf("HTTP %d with an empty body", status)
+	}
+	if !valid {
+		return gjson.Result{}, fmt.Errorf("HTTP %d with malformed or truncated JSON (%d bytes)", status, len(body))
+	}
+	// gjson reads strings; view the body as one without copying it. The
+	// body is never modified afterwards.
+	doc := gjson.Parse(unsafe.String(unsafe.SliceData(trimmed), len(trimmed)))
+	if !doc.IsObject() {
+		return gjson.Result{}, fmt.Errorf("HTTP %d with JSON that is not an {error, errors, data} envelope", status)
+	}
+	if errFlag := doc.Get("error"); errFlag.Type == gjson.True {
+		e := &APIError{Status: status}
+		fillAPIError(e, doc)
+		if e.Message == "" && e.Code == "" {
+			e.Message = "error: true without details"
+		}
+		return gjson.Result{}, fmt.Errorf("API reported an error: %w", e)
+	}
+	data := doc.Get("data")
+	if !data.Exists() {
+		return gjson.Result{}, fmt.Errorf("HTTP %d envelope has no data", status)
+	}
+	return data, nil
+}
+
+func fillAPIError(e *APIError, doc gjson.Result) {
+	first := doc.Get("errors.0")
+	e.Code = pipeline.Str(first.Get("code"))
+	e.Message = pipeline.Str(first.Get("message"))
+	if e.Message == "" {
+		e.Message = pipeline.Str(doc.Get("message"))
+	}
+}
+
+// snippet returns the start of a non-JSON body, printable, for an error.
+func snippet(b []byte) string {
+	const n = 120
+	if len(b) > n {
+		b = b[:n]
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, string(b))
+}
+
+// listKeys and totalKeys are where a list endpoint's data object may hold
+// the records and their total.
+var (
+	listKeys  = []string{"items", "list", "rows", "records", "data", "content", "results", "devices", "alerts"}
+	totalKeys = []string{"total", "totalCount", "total_count", "count", "totalElements", "totalRecords", "totalItems"}
+)
+
+// DecodeList reads a list endpoint's data: the list itself, or an object
+// holding it under a known key with an optional total. total is -1 when not
+// given.
+func DecodeList(data gjson.Result) (items []gjson.Result, total int, err error) {
+	total = -1
+	switch {
+	case data.IsArray():
+		return data.Array(), total, nil
+	case data.IsObject():
+		for _, k := range totalKeys {
+			if n, ok := pipeline.Int(data.Get(k)); ok && n >= 0 {
+				total = n
+				break
+			}
+		}
+		for _, k := range listKeys {
+			if v := data.Get(k); v.IsArray() {
+				return v.Array(), total, nil
+			}
+		}
+		var keys []string
+		data.ForEach(func(k, _ gjson.Result) bool { keys = append(keys, k.Str); return len(keys) < 20 })
+		return nil, total, fmt.Errorf("data is an object without a list (keys: %s; expected one of %s)",
+			strings.Join(keys, ", "), strings.Join(listKeys, ", "))
+	case data.Type == gjson.Null:
+		return nil, total, nil
+	}
+	return nil, total, fmt.Errorf("data is %s, not a list", data.Type)
+}
+
+// dataQuery renders the `data` parameter as the API documents it.
+func dataQuery(limit int, sortBy string, extra string) string {
+	q := `{"limit":` + strconv.Itoa(limit) + `,"page":1,"sortBy":` + strconv.Quote(sortBy) + `,"sortType":"desc"`
+	if extra != "" {
+		q += "," + extra
+	}
+	return q + "}"
+}
