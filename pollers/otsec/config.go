@@ -94,8 +94,8 @@ func (c *Config) Validate() error {
 	if c.Token != "" && c.TokenFile != "" {
 		add("token_file", "set either token or token_file, not both")
 	}
-	if c.Interval < time.Second {
-		add("interval", "must be at least 1s")
+	if c.Interval < 100*time.Millisecond {
+		add("interval", "must be at least 100ms")
 	}
 	if c.Timeout <= 0 {
 		add("timeout", "must be positive")
