@@ -122,8 +122,8 @@ func noRedirect(req *http.Request, _ []*http.Request) error {
 }
 
 // get performs one GET and returns the envelope's data.
-func (c *client) get(ctx context.Context, path string, query url.Values) (gjson.Result, []byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+func (c *client) get(parent context.Context, path string, query url.Values) (gjson.Result, []byte, error) {
+	ctx, cancel := context.WithTimeout(parent, c.timeout)
 	defer cancel()
 	u := *c.base
 	u.Path += path
@@ -140,18 +140,28 @@ func (c *client) get(ctx context.Context, path string, query url.Values) (gjson.
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return gjson.Result{}, nil, fmt.Errorf("GET %s: %w", path, stripURL(err))
+		return gjson.Result{}, nil, c.transportError(parent, path, err)
 	}
 	defer resp.Body.Close()
 	body, err := readBody(resp, c.maxBody)
 	if err != nil {
-		return gjson.Result{}, nil, fmt.Errorf("GET %s: %w", path, err)
+		return gjson.Result{}, nil, c.transportError(parent, path, err)
 	}
 	data, err := DecodeEnvelope(resp.StatusCode, resp.Header.Get("Content-Type"), body)
 	if err != nil {
 		return gjson.Result{}, nil, fmt.Errorf("GET %s: %w", path, err)
 	}
 	return data, body, nil
+}
+
+// transportError words a failed exchange; a timeout says so and names the
+// configured limit.
+func (c *client) transportError(parent context.Context, path string, err error) error {
+	var ne net.Error
+	if parent.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()) {
+		return fmt.Errorf("GET %s: timeout: no complete answer within %s: %w", path, c.timeout, stripURL(err))
+	}
+	return fmt.Errorf("GET %s: %w", path, stripURL(err))
 }
 
 // stripURL removes the URL from *url.Error: the path is already in the

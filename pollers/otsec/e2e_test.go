@@ -327,7 +327,10 @@ func TestUpstreamFaults(t *testing.T) {
 			b := startBridge(t, srv, func(c *otsec.Config) {
 				c.Streams = []string{otsec.StreamDeviceAlerts}
 				c.Sites = []otsec.Site{{SiteIP: site.SiteIP, SensorIP: sensor}}
-				c.Timeout = 300 * time.Millisecond
+				c.Timeout = 3 * time.Second
+				if f.name == "timeout" {
+					c.Timeout = 300 * time.Millisecond
+				}
 			})
 			waitAll(t, b, expected(srv, []string{otsec.StreamDeviceAlerts}), 10*time.Second)
 			f.set(srv)
