@@ -27,6 +27,16 @@ func (s Secret) String() string {
 	return Redacted
 }
 
+// Format implements fmt.Formatter so that no verb (%v, %s, %q, %x, %t, ...)
+// can print the value.
+func (s Secret) Format(f fmt.State, verb rune) {
+	if verb == 'q' {
+		fmt.Fprintf(f, "%q", s.String())
+		return
+	}
+	_, _ = f.Write([]byte(s.String()))
+}
+
 // GoString implements fmt.GoStringer without revealing the value.
 func (s Secret) GoString() string { return s.String() }
 
@@ -54,6 +64,20 @@ type Credential struct {
 func NewCredential(inline Secret, path string) *Credential {
 	return &Credential{inline: inline, path: path}
 }
+
+// String describes the credential without its value.
+func (c *Credential) String() string {
+	if c == nil {
+		return "<nil>"
+	}
+	if c.path != "" {
+		return "secret from file " + c.path
+	}
+	return "inline secret " + c.inline.String()
+}
+
+// Format implements fmt.Formatter: every verb prints String.
+func (c *Credential) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(c.String())) }
 
 // Get returns the current value. Errors name the file but never the value.
 func (c *Credential) Get() (string, error) {
