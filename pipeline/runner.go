@@ -295,33 +295,33 @@ func jitter(d time.Duration) time.Duration {
 
 // Snapshot is a point-in-time view of the runner for status output.
 type Snapshot struct {
-	Kinds   map[string]uint64
-	Streams []StreamStatus
-	Sinks   []SinkStatus
-	LastSeq uint64
+	Kinds   map[string]uint64 `json:"events_by_kind"`
+	Streams []StreamStatus    `json:"streams"`
+	Sinks   []SinkStatus      `json:"sinks"`
+	LastSeq uint64            `json:"journal_last_seq"`
 }
 
 // StreamStatus describes one stream.
 type StreamStatus struct {
-	ID        string
-	Watermark time.Time
-	Events    uint64
-	Polls     uint64
-	Errors    uint64
-	Gaps      uint64
-	Failing   bool
-	LastError string
+	ID        string    `json:"id"`
+	Watermark time.Time `json:"watermark"`
+	Events    uint64    `json:"events"`
+	Polls     uint64    `json:"polls"`
+	Errors    uint64    `json:"errors"`
+	Gaps      uint64    `json:"gaps"`
+	Failing   bool      `json:"failing"`
+	LastError string    `json:"last_error,omitempty"`
 }
 
 // SinkStatus describes one sink.
 type SinkStatus struct {
-	Name         string
-	Cursor       uint64
-	Lag          uint64
-	Delivered    uint64
-	Retries      uint64
-	DeadLettered uint64
-	Failing      bool
+	Name         string `json:"name"`
+	Cursor       uint64 `json:"cursor"`
+	Lag          uint64 `json:"lag"`
+	Delivered    uint64 `json:"delivered"`
+	Retries      uint64 `json:"retries"`
+	DeadLettered uint64 `json:"dead_lettered"`
+	Failing      bool   `json:"failing"`
 }
 
 // Snapshot returns current counters.

@@ -159,6 +159,12 @@ func runBridge(ctx context.Context, cfg *configs.Config, log *zap.Logger, onStar
 			return fmt.Errorf("sinks.%s: type %q is not supported by this build", name, sc.Type)
 		}
 	}
+	admin, err := startAdmin(cfg.Admin.Listen, log)
+	if err != nil {
+		return fmt.Errorf("admin.listen: %w", err)
+	}
+	defer admin.close()
+	admin.setRunner(r)
 	log.Info("mdbridge starting", zap.String("version", version), zap.String("state", cfg.State.Path),
 		zap.Int("sources", len(cfg.Sources)), zap.Int("sinks", len(cfg.Sinks)))
 	if onStart != nil {
