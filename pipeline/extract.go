@@ -186,31 +186,59 @@ func fromEpoch(f float64, raw string) (time.Time, error) {
 	if math.IsNaN(f) || math.IsInf(f, 0) || f < 0 || f >= 1e19 {
 		return time.Time{}, fmt.Errorf("time value %.40s is out of range", raw)
 	}
-	var ns float64
+	var perSec int64 // units of the epoch per second
 	switch {
 	case f < epochMillisFrom:
-		ns = f * 1e9
+		perSec = 1
 	case f < epochMicrosFrom:
-		ns = f * 1e6
+		perSec = 1e3
 	case f < epochNanosFrom:
-		ns = f * 1e3
+		perSec = 1e6
 	default:
-		ns = f
+		perSec = 1e9
 	}
-	// Integral seconds and milliseconds are exact; avoid float rounding there.
-	if f == math.Trunc(f) {
-		n := int64(f)
-		switch {
-		case f < epochMillisFrom:
-			return time.Unix(n, 0).UTC(), nil
-		case f < epochMicrosFrom:
-			return time.UnixMilli(n).UTC(), nil
-		case f < epochNanosFrom:
-			return time.UnixMicro(n).UTC(), nil
+	nsPerUnit := 1e9 / perSec
+	// Plain decimal text ("1700000000123", "1700000000.25") is read exactly:
+	// float64 holds neither 19-digit nanoseconds nor most fractions.
+	if ip, frac, ok := splitDecimal(raw); ok {
+		if n, err := strconv.ParseUint(ip, 10, 64); err == nil {
+			sec := int64(n / uint64(perSec))
+			ns := int64(n%uint64(perSec))*nsPerUnit + fracNanos(frac, nsPerUnit)
+			return time.Unix(sec, ns).UTC(), nil
 		}
-		return time.Unix(0, n).UTC(), nil
 	}
-	return time.Unix(0, int64(math.Round(ns))).UTC(), nil
+	// Exponents and the like: through float64, in seconds so nothing
+	// overflows int64 (f < 1e19 gives at most 1e10 seconds).
+	sec, fr := math.Modf(f / float64(perSec))
+	return time.Unix(int64(sec), int64(math.Round(fr*1e9))).UTC(), nil
+}
+
+// splitDecimal splits "123.456" into "123" and "456"; ok is false for
+// anything but digits with an optional fraction.
+func splitDecimal(s string) (ip, frac string, ok bool) {
+	ip, frac, _ = strings.Cut(s, ".")
+	if ip == "" {
+		return "", "", false
+	}
+	for _, part := range []string{ip, frac} {
+		for i := 0; i < len(part); i++ {
+			if part[i] < '0' || part[i] > '9' {
+				return "", "", false
+			}
+		}
+	}
+	return ip, frac, true
+}
+
+// fracNanos converts the fraction digits of one epoch unit to nanoseconds
+// (truncating below a nanosecond).
+func fracNanos(frac string, nsPerUnit int64) int64 {
+	if len(frac) > 9 {
+		frac = frac[:9]
+	}
+	frac += "000000000"[:9-len(frac)]
+	n, _ := strconv.ParseInt(frac, 10, 64) // billionths of a unit
+	return n * nsPerUnit / 1e9
 }
 
 var timeLayouts = []string{

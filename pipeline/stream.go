@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -253,7 +254,7 @@ func DiffRecords(oldRaw, newRaw []byte) map[string]Change {
 	out := map[string]Change{}
 	gjson.ParseBytes(newRaw).ForEach(func(k, v gjson.Result) bool {
 		o, ok := oldFields[k.Str]
-		if !ok || o != v.Raw {
+		if !ok || (o != v.Raw && !sameJSON(o, v.Raw)) {
 			out[k.Str] = Change{Old: rawOrNull(o), New: json.RawMessage(v.Raw)}
 		}
 		delete(oldFields, k.Str)
@@ -266,6 +267,17 @@ func DiffRecords(oldRaw, newRaw []byte) map[string]Change {
 		return nil
 	}
 	return out
+}
+
+// sameJSON reports whether two JSON texts differ only in layout: the
+// previous revision comes back from the journal compacted, the new one as the
+// API sent it.
+func sameJSON(a, b string) bool {
+	var ca, cb bytes.Buffer
+	if json.Compact(&ca, []byte(a)) != nil || json.Compact(&cb, []byte(b)) != nil {
+		return false
+	}
+	return bytes.Equal(ca.Bytes(), cb.Bytes())
 }
 
 func rawOrNull(s string) any {

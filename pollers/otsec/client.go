@@ -26,6 +26,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/tidwall/gjson"
@@ -204,7 +205,11 @@ func DecodeEnvelope(status int, contentType string, body []byte) (gjson.Result, 
 		if m := htmlTitle.FindSubmatch(body); m != nil {
 			title = strings.Join(strings.Fields(string(m[1])), " ")
 		}
-		return gjson.Result{}, fmt.Errorf("HTTP %d with an HTML page (%.80q) instead of JSON: a proxy or web server answered, not the API", status, title)
+		err := fmt.Errorf("HTTP %d with an HTML page (%.80q) instead of JSON: a proxy or web server answered, not the API", status, title)
+		if status == http.StatusUnauthorized {
+			return gjson.Result{}, fmt.Errorf("%w: %v (check token or token_file)", ErrUnauthorized, err)
+		}
+		return gjson.Result{}, err
 	}
 	valid := gjson.ValidBytes(trimmed)
 	if status == http.StatusUnauthorized {
@@ -263,7 +268,12 @@ func fillAPIError(e *APIError, doc gjson.Result) {
 func snippet(b []byte) string {
 	const n = 120
 	if len(b) > n {
-		b = b[:n]
+		// Cut at a character boundary.
+		cut := n
+		for cut > n-utf8.UTFMax && !utf8.RuneStart(b[cut]) {
+			cut--
+		}
+		b = b[:cut]
 	}
 	return strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f {
