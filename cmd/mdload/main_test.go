@@ -1,0 +1,69 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"strings"
+	"testing"
+)
+
+func TestLayout(t *testing.T) {
+	for _, c := range []struct{ streams, sites, sensors int }{
+		{4, 1, 1}, {8, 1, 2}, {100, 5, 5}, {48, 3, 4}, {400, 10, 10}, {4 * 84 * 84, 84, 84},
+	} {
+		s, m, err := layout(c.streams)
+		if err != nil || s != c.sites || m != c.sensors {
+			t.Errorf("layout(%d) = %d, %d, %v; want %d, %d", c.streams, s, m, err, c.sites, c.sensors)
+		}
+		if err == nil && s*m*4 != c.streams {
+			t.Errorf("layout(%d): %d x %d x 4 != streams", c.streams, s, m)
+		}
+	}
+	for _, n := range []int{0, 3, 10, 4 * 89} { // 89 sensors: prime, more than 84
+		if _, _, err := layout(n); err == nil {
+			t.Errorf("layout(%d): no error", n)
+		}
+	}
+}
+
+func TestCountingBody(t *testing.T) {
+	body := []byte(`{"error":false,"errors":[],"data":{"items":[` + strings.Repeat(`{"id":1,"x":"y"},`, 99) + `{"id":2}],"total":100}}`)
+	for _, chunk := range []int{1, 2, 3, 5, 6, 7, 64, len(body)} {
+		c := &counter{}
+		b := &countingBody{ReadCloser: io.NopCloser(&chunkReader{data: body, n: chunk}), c: c}
+		if _, err := io.ReadAll(b); err != nil {
+			t.Fatal(err)
+		}
+		if got := c.records.Load(); got != 100 {
+			t.Errorf("chunks of %d: %d records, want 100", chunk, got)
+		}
+		if got := c.bytes.Load(); got != int64(len(body)) {
+			t.Errorf("chunks of %d: %d bytes, want %d", chunk, got, len(body))
+		}
+	}
+}
+
+func TestBridgeConfigListsEverySensor(t *testing.T) {
+	cfg := string(bridgeConfig("http://127.0.0.1:1", "/s/db", "/o/e.jsonl", 2, 3, 500))
+	if n := strings.Count(cfg, "sensor_ip:"); n != 6 {
+		t.Errorf("%d sensors in the config, want 6:\n%s", n, cfg)
+	}
+	if !bytes.Contains([]byte(cfg), []byte(`site_ip: "10.40.173.144", sensor_ip: "10.40.173.174"`)) {
+		t.Errorf("mdsim's layout not repeated:\n%s", cfg)
+	}
+}
+
+// chunkReader returns data at most n bytes per Read.
+type chunkReader struct {
+	data []byte
+	n    int
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, io.EOF
+	}
+	k := copy(p[:min(len(p), r.n)], r.data)
+	r.data = r.data[k:]
+	return k, nil
+}
