@@ -43,6 +43,9 @@ type Batch struct {
 	Gap int
 	// Fetched counts records read from upstream, new or not.
 	Fetched int
+	// Release, when set, is called once the runner is done with the
+	// records, so the stream can reuse the memory they point into.
+	Release func()
 }
 
 // Stream is one incremental feed: one source instance, one site and sensor
@@ -70,7 +73,9 @@ type Entry = state.Entry
 
 // Sink delivers batches of events to one destination. It does not retry by
 // itself: it returns nil when the whole batch is safe, or an error the
-// dispatcher classifies (see Permanent, RetryAfter and Partial).
+// dispatcher classifies (see Permanent, RetryAfter and Partial). The
+// entries' Data is reused after Deliver returns: a sink that needs it later
+// copies it.
 type Sink interface {
 	Deliver(ctx context.Context, batch []Entry) error
 	Close() error

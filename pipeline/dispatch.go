@@ -47,9 +47,11 @@ func (d *dispatcher) init() error {
 }
 
 func (d *dispatcher) run(ctx, deliverCtx context.Context) {
+	var buf []byte // reused for every batch: sinks do not keep entry data
 	for ctx.Err() == nil {
 		changed := d.r.store.Changed()
-		batch, err := d.r.store.Read(d.cursor.Load(), d.opts.Batch, d.opts.BatchBytes)
+		batch, b, err := d.r.store.ReadInto(d.cursor.Load(), d.opts.Batch, d.opts.BatchBytes, buf)
+		buf = b
 		if err != nil {
 			d.log.Error("journal read failed", zap.Error(err))
 			sleepCtx(ctx, time.Second)

@@ -2,6 +2,7 @@ package pipeline_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -82,13 +83,20 @@ func (m *memSink) Deliver(_ context.Context, batch []pipeline.Entry) error {
 		if err := m.fail(m.calls, batch); err != nil {
 			var p *pipeline.PartialError
 			if errors.As(err, &p) {
-				m.got = append(m.got, batch[:p.Done]...)
+				m.keep(batch[:p.Done])
 			}
 			return err
 		}
 	}
-	m.got = append(m.got, batch...)
+	m.keep(batch)
 	return nil
+}
+
+// keep copies entries: their data is reused once Deliver returns.
+func (m *memSink) keep(batch []pipeline.Entry) {
+	for _, e := range batch {
+		m.got = append(m.got, pipeline.Entry{Seq: e.Seq, Data: bytes.Clone(e.Data)})
+	}
 }
 
 func (m *memSink) Close() error { m.mu.Lock(); m.closed = true; m.mu.Unlock(); return nil }

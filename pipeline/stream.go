@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,7 +26,6 @@ type streamRunner struct {
 	// Owned by the run goroutine.
 	st   state.StreamState
 	seen map[string]seenRec
-	buf  []byte
 
 	mu   sync.Mutex
 	stat StreamStatus
@@ -126,6 +126,14 @@ func (sr *streamRunner) run(ctx context.Context) {
 	}
 }
 
+// commitChunk is the most events committed in one transaction. A poll that
+// returns more commits them in several, oldest first, and only the last one
+// moves the watermark and prunes the seen index: a crash between two of them
+// redoes the poll, and the seen entries committed with the earlier chunks
+// drop what already made it. Chunks bound the memory a large poll holds in
+// encode buffers and bbolt's dirty pages.
+const commitChunk = 2000
+
 // pollOnce fetches, deduplicates, numbers and commits one poll.
 func (sr *streamRunner) pollOnce(ctx context.Context) error {
 	select {
@@ -140,18 +148,52 @@ func (sr *streamRunner) pollOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if batch.Release != nil {
+		defer batch.Release()
+	}
 	sr.statusUpdate(func(s *StreamStatus) { s.Polls++ })
 	observed := time.Now().UTC()
+	watermark := sr.st.Watermark
+	for i := range batch.Records {
+		if t := batch.Records[i].Time; !t.Before(floor) && t.After(watermark) {
+			watermark = t
+		}
+	}
+	recs := batch.Records
+	for {
+		n, err := sr.commitNext(recs, floor, observed, watermark, batch.Gap)
+		if err != nil {
+			return err
+		}
+		if n == len(recs) {
+			return nil
+		}
+		recs = recs[n:]
+	}
+}
+
+// commitNext commits the new events among the first records, up to
+// commitChunk of them, and returns how many records it consumed. When it
+// consumes the rest it also commits the poll's watermark, gap count and
+// seen-index pruning.
+func (sr *streamRunner) commitNext(recs []Record, floor, observed, watermark time.Time, gap int) (int, error) {
 	next := sr.st
 	next.Started = true
-	appends := make([]state.Append, 0, len(batch.Records))
-	seenNew := make([]state.SeenEntry, 0, len(batch.Records))
-	offsets := make([]int, 0, len(batch.Records)+1)
+	size := min(len(recs), commitChunk)
+	seenNew := make([]state.SeenEntry, 0, size)
+	offsets := make([]int, 0, size+1)
 	pending := map[string]seenRec{}
 	kinds := map[string]uint64{}
-	sr.buf = sr.buf[:0]
-	for i := range batch.Records {
-		rec := &batch.Records[i]
+	est := 0
+	for i := range recs[:size] {
+		est += len(recs[i].Event.Raw) + 1536
+	}
+	buf := sr.r.bufs.get(est)
+	defer func() { sr.r.bufs.put(buf) }()
+	var err error
+	i := 0
+	for ; i < len(recs) && len(seenNew) < commitChunk; i++ {
+		rec := &recs[i]
 		if rec.Time.Before(floor) {
 			continue
 		}
@@ -178,45 +220,53 @@ func (sr *streamRunner) pollOnce(ctx context.Context) error {
 		if ev.Source.Stream == "" {
 			ev.Source.Stream = sr.id
 		}
-		offsets = append(offsets, len(sr.buf))
-		if sr.buf, err = AppendEvent(sr.buf, ev); err != nil {
-			return fmt.Errorf("encode record %q: %w", rec.Key, err)
+		offsets = append(offsets, len(buf))
+		if buf, err = AppendEvent(buf, ev); err != nil {
+			return 0, fmt.Errorf("encode record %q: %w", rec.Key, err)
 		}
 		seenNew = append(seenNew, state.SeenEntry{Time: rec.Time, Key: rec.Key, Hash: rec.Hash, Revision: uint32(rev)})
 		pending[rec.Key] = seenRec{time: rec.Time, hash: rec.Hash, rev: uint32(rev)}
 		kinds[ev.Kind]++
-		if rec.Time.After(next.Watermark) {
-			next.Watermark = rec.Time
+	}
+	offsets = append(offsets, len(buf))
+	appends := make([]state.Append, len(seenNew))
+	for k := range seenNew {
+		appends[k] = state.Append{Data: buf[offsets[k]:offsets[k+1]], Seen: &seenNew[k]}
+	}
+	final := i == len(recs)
+	var prune time.Time
+	if final {
+		next.Watermark = watermark
+		if gap > 0 {
+			next.Gaps += uint64(gap)
+			sr.log.Warn("records skipped: the page-size cap was reached before the watermark; raise max_page_limit or shorten interval",
+				zap.Int("gap", gap), zap.Uint64("gaps_total", next.Gaps))
 		}
+		prune = sr.boundary(next.Watermark)
+	} else if len(appends) == 0 {
+		return i, nil
 	}
-	offsets = append(offsets, len(sr.buf))
-	for i := range seenNew {
-		appends = append(appends, state.Append{Data: sr.buf[offsets[i]:offsets[i+1]], Seen: &seenNew[i]})
-	}
-	if batch.Gap > 0 {
-		next.Gaps += uint64(batch.Gap)
-		sr.log.Warn("records skipped: the page-size cap was reached before the watermark; raise max_page_limit or shorten interval",
-			zap.Int("gap", batch.Gap), zap.Uint64("gaps_total", next.Gaps))
-	}
-	prune := sr.boundary(next.Watermark)
 	if _, err := sr.r.store.Commit(state.Commit{Stream: sr.id, State: next, Events: appends, PruneBefore: prune}); err != nil {
-		return fmt.Errorf("commit: %w", err)
+		return 0, fmt.Errorf("commit: %w", err)
 	}
-	// Durable: now update the in-memory view.
+	// Durable: now update the in-memory view. Entries the end of this poll
+	// prunes anyway stay out of memory (they are on disk, for a restart in
+	// the middle of the poll).
+	keepFrom := sr.boundary(watermark)
 	for _, e := range seenNew {
-		sr.seen[e.Key] = seenRec{time: e.Time, hash: e.Hash, rev: e.Revision, jseq: e.JournalSeq}
-	}
-	if prune.After(sr.boundary(sr.st.Watermark)) {
-		for k, v := range sr.seen {
-			if v.time.Before(prune) {
-				delete(sr.seen, k)
+		if e.Time.Before(keepFrom) {
+			if _, ok := sr.seen[e.Key]; !ok {
+				continue
 			}
 		}
+		// A key may be a substring of the response body: clone it so the
+		// index does not keep whole bodies alive.
+		sr.seen[strings.Clone(e.Key)] = seenRec{time: e.Time, hash: e.Hash, rev: e.Revision, jseq: e.JournalSeq}
+	}
+	if final && prune.After(sr.boundary(sr.st.Watermark)) {
+		sr.pruneSeen(prune)
 	}
 	sr.st = next
-	if len(sr.buf) > 16<<20 {
-		sr.buf = nil // do not pin a large buffer between polls
-	}
 	sr.statusUpdate(func(s *StreamStatus) {
 		s.Events += uint64(len(appends))
 		s.Watermark = next.Watermark
@@ -229,7 +279,28 @@ func (sr *streamRunner) pollOnce(ctx context.Context) error {
 		}
 		sr.r.mu.Unlock()
 	}
-	return nil
+	return i, nil
+}
+
+// pruneSeen drops in-memory seen entries older than before. Go maps never
+// shrink, so after a large backlog the survivors move to a new map.
+func (sr *streamRunner) pruneSeen(before time.Time) {
+	kept := 0
+	for _, v := range sr.seen {
+		if !v.time.Before(before) {
+			kept++
+		}
+	}
+	if kept == len(sr.seen) {
+		return
+	}
+	m := make(map[string]seenRec, kept)
+	for k, v := range sr.seen {
+		if !v.time.Before(before) {
+			m[k] = v
+		}
+	}
+	sr.seen = m
 }
 
 // changes compares the previous revision's raw record, read back from the

@@ -20,6 +20,14 @@ type Entry struct {
 // maxBytes of data have been collected (at least one entry is returned when
 // any exists).
 func (s *Store) Read(after uint64, max int, maxBytes int) ([]Entry, error) {
+	out, _, err := s.ReadInto(after, max, maxBytes, nil)
+	return out, err
+}
+
+// ReadInto is Read with the entries' data copied into buf's storage when it
+// is large enough; it returns the buffer used, for the next call. The data
+// stays valid until buf is reused.
+func (s *Store) ReadInto(after uint64, max int, maxBytes int, buf []byte) ([]Entry, []byte, error) {
 	var out []Entry
 	var total int
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -30,10 +38,7 @@ func (s *Store) Read(after uint64, max int, maxBytes int) ([]Entry, error) {
 		// allocation; the second copies it out of the memory map.
 		n := 0
 		for k, v := c.Seek(start); k != nil && n < max; k, v = c.Next() {
-			if len(v) < entryHeader {
-				return fmt.Errorf("state: corrupt journal entry %d", binary.BigEndian.Uint64(k))
-			}
-			d := len(v) - entryHeader
+			d := len(v)
 			if n > 0 && total+d > maxBytes {
 				break
 			}
@@ -43,17 +48,20 @@ func (s *Store) Read(after uint64, max int, maxBytes int) ([]Entry, error) {
 		if n == 0 {
 			return nil
 		}
-		buf := make([]byte, 0, total)
+		if cap(buf) < total {
+			buf = make([]byte, 0, total)
+		}
+		buf = buf[:0]
 		out = make([]Entry, 0, n)
 		for k, v := c.Seek(start); k != nil && len(out) < n; k, v = c.Next() {
 			p := len(buf)
-			buf = append(buf, v[entryHeader:]...)
+			buf = append(buf, v...)
 			out = append(out, Entry{Seq: binary.BigEndian.Uint64(k), Data: buf[p:len(buf):len(buf)]})
 		}
 		s.releaseAfterRead(tx, total)
 		return nil
 	})
-	return out, err
+	return out, buf, err
 }
 
 // Get returns one entry's data, or nil when it is not (or no longer) in the
@@ -63,8 +71,8 @@ func (s *Store) Get(seq uint64) ([]byte, error) {
 	err := s.db.View(func(tx *bolt.Tx) error {
 		k := make([]byte, 8)
 		binary.BigEndian.PutUint64(k, seq)
-		if v := tx.Bucket(bucketJournal).Get(k); len(v) >= entryHeader {
-			out = append([]byte(nil), v[entryHeader:]...)
+		if v := tx.Bucket(bucketJournal).Get(k); v != nil {
+			out = append([]byte(nil), v...)
 		}
 		return nil
 	})
@@ -177,7 +185,7 @@ func (s *Store) Trim(now time.Time, retention time.Duration, maxBytes uint64, si
 			}
 		}
 		over := maxBytes > 0 && st.Bytes > maxBytes
-		cutoff := uint64(now.Add(-retention).UnixNano())
+		cutoff := now.Add(-retention)
 		// Phase 1: delivered entries, by age or by budget.
 		n, err := s.deleteDelivered(minCursor, cutoff, over, maxBytes, chunk)
 		if err != nil {
@@ -217,33 +225,81 @@ func (s *Store) Trim(now time.Time, retention time.Duration, maxBytes uint64, si
 	}
 }
 
-func (s *Store) deleteDelivered(minCursor, cutoff uint64, over bool, maxBytes uint64, max int) (uint64, error) {
+// deleteDelivered removes up to max entries that every sink has passed
+// (seq <= minCursor) and that are either older than cutoff or, when over
+// is set, needed to get under maxBytes. It returns how many went.
+func (s *Store) deleteDelivered(minCursor uint64, cutoff time.Time, over bool, maxBytes uint64, max int) (uint64, error) {
 	var n uint64
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		bytes := getUint(meta, keyJournalBytes)
 		count := getUint(meta, keyJournalCount)
-		c := tx.Bucket(bucketJournal).Cursor()
-		for k, v := c.First(); k != nil && n < uint64(max); k, v = c.First() {
-			if binary.BigEndian.Uint64(k) > minCursor {
+		// Entries committed before cutoff: up to the first commit at or after it.
+		oldBound := getUint(meta, keyJournalSeq)
+		jt := tx.Bucket(bucketJTime).Cursor()
+		for k, v := jt.First(); k != nil; k, v = jt.Next() {
+			if int64(binary.BigEndian.Uint64(v)) >= cutoff.UnixNano() {
+				oldBound = binary.BigEndian.Uint64(k) - 1
 				break
 			}
-			old := len(v) >= entryHeader && binary.BigEndian.Uint64(v) < cutoff
-			if !old && !(over && bytes > maxBytes) {
+		}
+		bound := min(minCursor, oldBound)
+		if over {
+			bound = minCursor
+		}
+		var doomed [][]byte
+		c := tx.Bucket(bucketJournal).Cursor()
+		for k, v := c.First(); k != nil && len(doomed) < max; k, v = c.Next() {
+			if binary.BigEndian.Uint64(k) > bound {
+				break
+			}
+			if over && binary.BigEndian.Uint64(k) > oldBound && bytes <= maxBytes {
 				break
 			}
 			bytes -= uint64(len(v))
 			count--
-			if err := c.Delete(); err != nil {
-				return fmt.Errorf("state: delete journal entry: %w", err)
-			}
-			n++
+			doomed = append(doomed, append([]byte(nil), k...))
 		}
+		if len(doomed) == 0 {
+			return nil
+		}
+		if err := deleteKeys(tx.Bucket(bucketJournal), doomed); err != nil {
+			return fmt.Errorf("state: delete journal entries: %w", err)
+		}
+		n = uint64(len(doomed))
 		putUint(meta, keyJournalBytes, bytes)
 		putUint(meta, keyJournalCount, count)
-		return nil
+		return trimTimeIndex(tx, binary.BigEndian.Uint64(doomed[len(doomed)-1]))
 	})
 	return n, err
+}
+
+// deleteKeys deletes keys (ascending) from the back, so that each removal
+// from a page moves as little as possible.
+func deleteKeys(b *bolt.Bucket, keys [][]byte) error {
+	for i := len(keys) - 1; i >= 0; i-- {
+		if err := b.Delete(keys[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// trimTimeIndex drops time-index entries whose commits lie wholly at or
+// before deleted: an entry covers seqs up to the next entry's first seq.
+func trimTimeIndex(tx *bolt.Tx, deleted uint64) error {
+	c := tx.Bucket(bucketJTime).Cursor()
+	var doomed [][]byte
+	k, _ := c.First()
+	for k != nil {
+		next, _ := c.Next()
+		if next == nil || binary.BigEndian.Uint64(next)-1 > deleted {
+			break
+		}
+		doomed = append(doomed, append([]byte(nil), k...))
+		k = next
+	}
+	return deleteKeys(tx.Bucket(bucketJTime), doomed)
 }
 
 func (s *Store) collectEvictions(st Stats, sinks []string, maxBytes uint64, max int) ([]Eviction, error) {
@@ -260,7 +316,7 @@ func (s *Store) collectEvictions(st Stats, sinks []string, maxBytes uint64, max 
 				}
 			}
 			sort.Strings(held)
-			data := append([]byte(nil), v[entryHeader:]...)
+			data := append([]byte(nil), v...)
 			out = append(out, Eviction{Entry: Entry{Seq: seq, Data: data}, Sinks: held})
 			bytes -= uint64(len(v))
 		}
@@ -274,6 +330,9 @@ func (s *Store) deleteEvicted(ev []Eviction) error {
 		meta := tx.Bucket(bucketMeta)
 		journal := tx.Bucket(bucketJournal)
 		cursors := tx.Bucket(bucketCursors)
+		if len(ev) > 0 {
+			defer func() { _ = trimTimeIndex(tx, ev[len(ev)-1].Entry.Seq) }()
+		}
 		bytes := getUint(meta, keyJournalBytes)
 		count := getUint(meta, keyJournalCount)
 		k := make([]byte, 8)

@@ -11,7 +11,7 @@ import (
 
 // releaseEvery is how many journal bytes are read before the read pages of
 // the memory map are handed back to the kernel.
-const releaseEvery = 64 << 20
+const releaseEvery = 16 << 20
 
 // releaseAfterRead keeps the resident set flat while dispatchers stream
 // through a journal larger than memory: bbolt reads through a shared,

@@ -8,9 +8,12 @@
 //	          journal_seq    → uint64, the last journal sequence number handed out
 //	          journal_bytes  → uint64, bytes held by journal values
 //	          journal_count  → uint64, entries held by the journal
-//	journal   seq (8 bytes, big endian) → appended-at (8 bytes, unix ns) + event JSON
+//	journal   seq (8 bytes, big endian) → event JSON
+//	jtime     first seq of a commit (8 bytes) → its commit time (8 bytes, unix ns)
 //	streams   stream id → JSON StreamState
-//	seen      stream id → bucket: record time (8 bytes) + natural key → SeenEntry value
+//	seen      stream id → bucket: newest record time (8 bytes) + first journal
+//	          seq (8 bytes) of one commit → the commit's seen entries, packed;
+//	          "floor" → the time before which entries no longer count
 //	cursors   sink name → seq of the last delivered entry (8 bytes)
 //
 // Every write goes through one bbolt transaction; values returned to callers
@@ -23,6 +26,7 @@ const SchemaVersion = "1"
 var (
 	bucketMeta    = []byte("meta")
 	bucketJournal = []byte("journal")
+	bucketJTime   = []byte("jtime")
 	bucketStreams = []byte("streams")
 	bucketSeen    = []byte("seen")
 	bucketCursors = []byte("cursors")
@@ -34,7 +38,15 @@ var (
 )
 
 // allBuckets are created on open.
-var allBuckets = [][]byte{bucketMeta, bucketJournal, bucketStreams, bucketSeen, bucketCursors}
+var allBuckets = [][]byte{bucketMeta, bucketJournal, bucketJTime, bucketStreams, bucketSeen, bucketCursors}
 
-// entryHeader is the size of the appended-at prefix of a journal value.
-const entryHeader = 8
+// keySeenFloor is the key, within a stream's seen bucket, of the prune
+// boundary; every other key there is 16 bytes long.
+var keySeenFloor = []byte("floor")
+
+// pageSize is the bbolt page size of new state files. Journal values are
+// around 1.4 KB; 64 KiB pages waste little space per page and let a commit
+// of thousands of events go out in a few hundred writes instead of
+// thousands (BenchmarkCommit: 4 KiB pages 133k events/s, 64 KiB 240k).
+// An existing file keeps the page size it was created with.
+const pageSize = 64 << 10

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -52,6 +53,7 @@ func Open(path string, opts Options) (*Store, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:        opts.LockTimeout,
 		NoFreelistSync: true,
+		PageSize:       pageSize,
 		FreelistType:   bolt.FreelistMapType,
 		NoSync:         opts.NoSync,
 	})
@@ -148,6 +150,8 @@ type SeenEntry struct {
 // Append is one event to add to the journal, with the seen-index entry that
 // records it. Seen.JournalSeq is filled in by Commit.
 type Append struct {
+	// Data is the event's JSON. bbolt keeps a reference to it until the
+	// transaction is written, so it must not change until Commit returns.
 	Data []byte
 	Seen *SeenEntry
 }
@@ -166,27 +170,16 @@ type Commit struct {
 // prunes old seen entries and stores the stream state, all in one
 // transaction: either everything is durable or nothing is. It returns the
 // journal sequence number of the first event (0 when there were none).
+//
+// The event data is handed to bbolt as is, without a copy; the seen entries
+// of the commit go into one packed value, so an event costs one journal
+// value and about 40 bytes of index.
 func (s *Store) Commit(c Commit) (uint64, error) {
-	// One allocation holds every key and value of the commit: bbolt keeps
-	// references to them until the transaction is written.
-	size := 0
-	for _, a := range c.Events {
-		size += 8 + entryHeader + len(a.Data)
-		if a.Seen != nil {
-			size += 8 + len(a.Seen.Key) + seenValueLen
-		}
-	}
-	slab := make([]byte, 0, size)
-	alloc := func(n int) []byte {
-		b := slab[len(slab) : len(slab)+n : len(slab)+n]
-		slab = slab[:len(slab)+n]
-		return b
-	}
 	stateJSON, err := json.Marshal(c.State)
 	if err != nil {
 		return 0, fmt.Errorf("state: encode stream state: %w", err)
 	}
-	now := uint64(time.Now().UnixNano())
+	keys := make([]byte, 8*len(c.Events))
 	var first uint64
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
@@ -199,32 +192,45 @@ func (s *Store) Commit(c Commit) (uint64, error) {
 		seq := getUint(meta, keyJournalSeq)
 		bytes := getUint(meta, keyJournalBytes)
 		count := getUint(meta, keyJournalCount)
+		var seenEntries []*SeenEntry
+		var newest time.Time
 		for i := range c.Events {
 			a := &c.Events[i]
 			seq++
 			if first == 0 {
 				first = seq
 			}
-			k := alloc(8)
+			k := keys[8*i : 8*i+8 : 8*i+8]
 			binary.BigEndian.PutUint64(k, seq)
-			v := alloc(entryHeader + len(a.Data))
-			binary.BigEndian.PutUint64(v, now)
-			copy(v[entryHeader:], a.Data)
-			if err := journal.Put(k, v); err != nil {
+			if err := journal.Put(k, a.Data); err != nil {
 				return fmt.Errorf("state: journal append: %w", err)
 			}
-			bytes += uint64(len(v))
+			bytes += uint64(len(a.Data))
 			count++
 			if a.Seen != nil {
 				a.Seen.JournalSeq = seq
-				sk := alloc(8 + len(a.Seen.Key))
-				putTimeKey(sk, a.Seen.Time)
-				copy(sk[8:], a.Seen.Key)
-				sv := alloc(seenValueLen)
-				encodeSeen(sv, a.Seen)
-				if err := seen.Put(sk, sv); err != nil {
-					return fmt.Errorf("state: seen put: %w", err)
+				seenEntries = append(seenEntries, a.Seen)
+				if a.Seen.Time.After(newest) {
+					newest = a.Seen.Time
 				}
+			}
+		}
+		if first != 0 {
+			tk := make([]byte, 16)
+			binary.BigEndian.PutUint64(tk, first)
+			binary.BigEndian.PutUint64(tk[8:], uint64(time.Now().UnixNano()))
+			jt := tx.Bucket(bucketJTime)
+			jt.FillPercent = 1.0
+			if err := jt.Put(tk[:8], tk[8:]); err != nil {
+				return fmt.Errorf("state: journal time index: %w", err)
+			}
+		}
+		if len(seenEntries) > 0 {
+			k := make([]byte, 16)
+			putTimeKey(k, newest)
+			binary.BigEndian.PutUint64(k[8:], first)
+			if err := seen.Put(k, packSeen(seenEntries)); err != nil {
+				return fmt.Errorf("state: seen put: %w", err)
 			}
 		}
 		if !c.PruneBefore.IsZero() {
@@ -249,14 +255,68 @@ func (s *Store) Commit(c Commit) (uint64, error) {
 	return first, nil
 }
 
+// packSeen encodes entries as repeated: time (8) hash (8) revision (4)
+// journal seq (8) key length (uvarint) key.
+func packSeen(entries []*SeenEntry) []byte {
+	n := 0
+	for _, e := range entries {
+		n += 28 + binary.MaxVarintLen32 + len(e.Key)
+	}
+	b := make([]byte, 0, n)
+	for _, e := range entries {
+		b = binary.BigEndian.AppendUint64(b, 0)
+		putTimeKey(b[len(b)-8:], e.Time)
+		b = binary.BigEndian.AppendUint64(b, e.Hash)
+		b = binary.BigEndian.AppendUint32(b, e.Revision)
+		b = binary.BigEndian.AppendUint64(b, e.JournalSeq)
+		b = binary.AppendUvarint(b, uint64(len(e.Key)))
+		b = append(b, e.Key...)
+	}
+	return b
+}
+
+func unpackSeen(b []byte, fn func(SeenEntry)) error {
+	for len(b) > 0 {
+		if len(b) < 28 {
+			return errors.New("short seen entry")
+		}
+		e := SeenEntry{
+			Time:       timeFromKey(b[0:8]),
+			Hash:       binary.BigEndian.Uint64(b[8:16]),
+			Revision:   binary.BigEndian.Uint32(b[16:20]),
+			JournalSeq: binary.BigEndian.Uint64(b[20:28]),
+		}
+		n, w := binary.Uvarint(b[28:])
+		if w <= 0 || uint64(len(b)-28-w) < n {
+			return errors.New("bad seen key length")
+		}
+		e.Key = string(b[28+w : 28+w+int(n)])
+		fn(e)
+		b = b[28+w+int(n):]
+	}
+	return nil
+}
+
+// pruneSeen deletes the packed values whose newest record is before the
+// limit (whole values only, so no index page is rewritten entry by entry)
+// and records the limit, so entries older than it in a kept value are
+// ignored when the index is loaded.
 func pruneSeen(b *bolt.Bucket, before time.Time) error {
 	limit := make([]byte, 8)
 	putTimeKey(limit, before)
 	c := b.Cursor()
-	for k, _ := c.First(); k != nil && string(k[:8]) < string(limit); k, _ = c.First() {
-		if err := c.Delete(); err != nil {
+	var doomed [][]byte
+	for k, _ := c.First(); k != nil && len(k) == 16 && string(k[:8]) < string(limit); k, _ = c.Next() {
+		doomed = append(doomed, append([]byte(nil), k...))
+	}
+	// Delete from the back: each removal from a page then moves nothing.
+	for i := len(doomed) - 1; i >= 0; i-- {
+		if err := b.Delete(doomed[i]); err != nil {
 			return fmt.Errorf("state: prune seen: %w", err)
 		}
+	}
+	if err := b.Put(keySeenFloor, limit); err != nil {
+		return fmt.Errorf("state: prune seen: %w", err)
 	}
 	return nil
 }
@@ -276,16 +336,37 @@ func (s *Store) LoadStream(stream string) (StreamState, []SeenEntry, error) {
 		if b == nil {
 			return nil
 		}
-		return b.ForEach(func(k, v []byte) error {
-			if len(k) < 8 || len(v) != seenValueLen {
-				return fmt.Errorf("state: corrupt seen entry in stream %s", stream)
+		var floor time.Time
+		if f := b.Get(keySeenFloor); len(f) == 8 {
+			floor = timeFromKey(f)
+		}
+		// Values are ordered by their newest record, not by commit, so a
+		// key seen in several commits keeps its highest revision.
+		latest := map[string]int{}
+		err := b.ForEach(func(k, v []byte) error {
+			if len(k) != 16 {
+				return nil
 			}
-			e := decodeSeen(v)
-			e.Time = timeFromKey(k)
-			e.Key = string(k[8:])
-			entries = append(entries, e)
-			return nil
+			return unpackSeen(v, func(e SeenEntry) {
+				if e.Time.Before(floor) {
+					return
+				}
+				if i, ok := latest[e.Key]; ok {
+					if entries[i].Revision > e.Revision || entries[i].JournalSeq > e.JournalSeq {
+						return
+					}
+					entries[i] = e
+					return
+				}
+				latest[e.Key] = len(entries)
+				entries = append(entries, e)
+			})
 		})
+		if err != nil {
+			return fmt.Errorf("state: corrupt seen index of stream %s: %w", stream, err)
+		}
+		slices.SortFunc(entries, func(a, b SeenEntry) int { return a.Time.Compare(b.Time) })
+		return nil
 	})
 	if err != nil {
 		return StreamState{}, nil, err
@@ -307,22 +388,6 @@ func (s *Store) Streams() (map[string]StreamState, error) {
 		})
 	})
 	return out, err
-}
-
-const seenValueLen = 8 + 4 + 8
-
-func encodeSeen(v []byte, e *SeenEntry) {
-	binary.BigEndian.PutUint64(v[0:8], e.Hash)
-	binary.BigEndian.PutUint32(v[8:12], e.Revision)
-	binary.BigEndian.PutUint64(v[12:20], e.JournalSeq)
-}
-
-func decodeSeen(v []byte) SeenEntry {
-	return SeenEntry{
-		Hash:       binary.BigEndian.Uint64(v[0:8]),
-		Revision:   binary.BigEndian.Uint32(v[8:12]),
-		JournalSeq: binary.BigEndian.Uint64(v[12:20]),
-	}
 }
 
 // putTimeKey writes t as 8 bytes that sort in time order (the sign bit is

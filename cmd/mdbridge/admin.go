@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync/atomic"
 	"time"
 
@@ -15,7 +16,7 @@ import (
 )
 
 // adminServer serves /healthz (the process is alive), /readyz (state open
-// and sinks started) and /status (streams and sinks as JSON; names,
+// and sinks started), /debug/pprof/ and /status (streams and sinks as JSON; names,
 // counters and errors only, never a credential). /metrics joins it later.
 type adminServer struct {
 	runner atomic.Pointer[pipeline.Runner]
@@ -54,6 +55,10 @@ func startAdmin(addr string, log *zap.Logger) (*adminServer, error) {
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(r.Snapshot())
 	})
+	// Profiles, for diagnosing a running bridge; the admin address is
+	// loopback by default.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

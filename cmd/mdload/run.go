@@ -39,6 +39,7 @@ type options struct {
 	simBin        string
 	timeout       time.Duration
 	countRequests bool
+	cpuProfile    string
 }
 
 func parseFlags(args []string, out io.Writer) (*options, error) {
@@ -63,6 +64,7 @@ func parseFlags(args []string, out io.Writer) (*options, error) {
 	fs.BoolVar(&o.countRequests, "count-requests", false,
 		"put a counting reverse proxy (in mdload, on loopback) between bridge and simulator to report requests, "+
 			"response bytes and records served; it shares the CPUs with the bridge")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "pass -cpuprofile FILE to the bridge (a CPU profile of its whole run)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -304,7 +306,11 @@ func measure(ctx context.Context, o *options, logw io.Writer) (*result, error) {
 	}
 	defer lf.Close()
 	bridgeStart := time.Now()
-	bridge, err := startProc("mdbridge", bridgeBin, []string{"run", "-c", cfgPath}, lf, lf)
+	bargs := []string{"run", "-c", cfgPath}
+	if o.cpuProfile != "" {
+		bargs = append(bargs, "-cpuprofile", o.cpuProfile)
+	}
+	bridge, err := startProc("mdbridge", bridgeBin, bargs, lf, lf)
 	if err != nil {
 		return res, err
 	}

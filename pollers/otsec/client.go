@@ -122,8 +122,9 @@ func noRedirect(req *http.Request, _ []*http.Request) error {
 	return fmt.Errorf("refusing redirect to %s", req.URL.Redacted())
 }
 
-// get performs one GET and returns the envelope's data.
-func (c *client) get(parent context.Context, path string, query url.Values) (gjson.Result, []byte, error) {
+// get performs one GET and returns the envelope's data and the body it
+// points into, read into dst's storage when it is large enough.
+func (c *client) get(parent context.Context, path string, query url.Values, dst []byte) (gjson.Result, []byte, error) {
 	ctx, cancel := context.WithTimeout(parent, c.timeout)
 	defer cancel()
 	u := *c.base
@@ -144,13 +145,13 @@ func (c *client) get(parent context.Context, path string, query url.Values) (gjs
 		return gjson.Result{}, nil, c.transportError(parent, path, err)
 	}
 	defer resp.Body.Close()
-	body, err := readBody(resp, c.maxBody)
+	body, err := readBody(resp, c.maxBody, dst)
 	if err != nil {
 		return gjson.Result{}, nil, c.transportError(parent, path, err)
 	}
 	data, err := DecodeEnvelope(resp.StatusCode, resp.Header.Get("Content-Type"), body)
 	if err != nil {
-		return gjson.Result{}, nil, fmt.Errorf("GET %s: %w", path, err)
+		return gjson.Result{}, body, fmt.Errorf("GET %s: %w", path, err)
 	}
 	return data, body, nil
 }
@@ -175,14 +176,25 @@ func stripURL(err error) error {
 	return err
 }
 
-func readBody(resp *http.Response, max int64) ([]byte, error) {
-	if resp.ContentLength > max {
-		return nil, fmt.Errorf("response body of %d bytes exceeds max_body_bytes (%d)", resp.ContentLength, max)
+// readBody reads the whole body, at most max bytes, into dst's storage.
+// With a Content-Length it reads exactly that much into a buffer of that
+// size (bytes.Buffer would double its storage to look for the end).
+func readBody(resp *http.Response, max int64, dst []byte) ([]byte, error) {
+	cl := resp.ContentLength
+	if cl > max {
+		return nil, fmt.Errorf("response body of %d bytes exceeds max_body_bytes (%d)", cl, max)
 	}
-	var buf bytes.Buffer
-	if resp.ContentLength > 0 {
-		buf.Grow(int(resp.ContentLength) + 1)
+	if cl >= 0 {
+		if int64(cap(dst)) < cl {
+			dst = make([]byte, cl)
+		}
+		b := dst[:cl]
+		if n, err := io.ReadFull(resp.Body, b); err != nil {
+			return nil, fmt.Errorf("read body: got %d of %d bytes: %w", n, cl, err)
+		}
+		return b, nil
 	}
+	buf := bytes.NewBuffer(dst[:0])
 	n, err := buf.ReadFrom(io.LimitReader(resp.Body, max+1))
 	if err != nil {
 		return nil, fmt.Errorf("read body after %d bytes: %w", n, err)
@@ -327,4 +339,31 @@ func dataQuery(limit int, sortBy string, extra string) string {
 		q += "," + extra
 	}
 	return q + "}"
+}
+
+// bodyPool keeps response buffers for reuse between polls: a large list
+// answer is megabytes, and allocating it afresh each time costs page faults
+// and zeroing.
+type bodyPool struct{ c chan []byte }
+
+func newBodyPool(n int) *bodyPool { return &bodyPool{c: make(chan []byte, n)} }
+
+func (p *bodyPool) get() []byte {
+	select {
+	case b := <-p.c:
+		return b
+	default:
+		return nil
+	}
+}
+
+// put keeps b unless it is past 64 MiB or the pool is full.
+func (p *bodyPool) put(b []byte) {
+	if cap(b) == 0 || cap(b) > 64<<20 {
+		return
+	}
+	select {
+	case p.c <- b[:0]:
+	default:
+	}
 }

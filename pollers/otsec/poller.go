@@ -23,6 +23,7 @@ type Poller struct {
 	client    *client
 	log       *zap.Logger
 	publicURL string
+	bodies    *bodyPool
 }
 
 // New returns a poller for the named source. cfg must have passed Validate.
@@ -35,7 +36,7 @@ func New(name string, cfg Config, log *zap.Logger) (*Poller, error) {
 	u, _ := url.Parse(cfg.URL)
 	u.User = nil
 	u.RawQuery = ""
-	return &Poller{name: name, cfg: cfg, client: c, log: log, publicURL: u.String()}, nil
+	return &Poller{name: name, cfg: cfg, client: c, log: log, publicURL: u.String(), bodies: newBodyPool(2)}, nil
 }
 
 // Name implements pipeline.Poller.
@@ -61,7 +62,7 @@ func (p *Poller) Streams(ctx context.Context) ([]pipeline.Stream, error) {
 
 // Discover lists every site and sensor from managements/components.
 func (p *Poller) Discover(ctx context.Context) ([]Site, error) {
-	data, _, err := p.client.get(ctx, PathComponents, nil)
+	data, _, err := p.client.get(ctx, PathComponents, nil, nil)
 	if err != nil {
 		return nil, fmt.Errorf("discover sites: %w", err)
 	}

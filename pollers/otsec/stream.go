@@ -84,20 +84,25 @@ type page struct {
 	total int
 }
 
-func (s *stream) fetch(ctx context.Context, limit int) (page, error) {
+// fetch asks for the newest limit records, reading the answer into buf's
+// storage; it returns the page and the buffer now holding the body.
+func (s *stream) fetch(ctx context.Context, limit int, buf []byte) (page, []byte, error) {
 	q := url.Values{}
 	q.Set("siteIp", s.siteIP)
 	q.Set("sensorIp", s.sensorIP)
 	q.Set("data", dataQuery(limit, s.spec.sortBy, ""))
-	data, _, err := s.p.client.get(ctx, s.spec.path, q)
+	data, body, err := s.p.client.get(ctx, s.spec.path, q, buf)
+	if body != nil {
+		buf = body
+	}
 	if err != nil {
-		return page{}, err
+		return page{}, buf, err
 	}
 	items, total, err := DecodeList(data)
 	if err != nil {
-		return page{}, fmt.Errorf("GET %s: %w", s.spec.path, err)
+		return page{}, buf, fmt.Errorf("GET %s: %w", s.spec.path, err)
 	}
-	return page{items: items, total: total}, nil
+	return page{items: items, total: total}, buf, nil
 }
 
 // Poll implements pipeline.Stream. The API serves only page 1 of a list
@@ -117,15 +122,21 @@ func (s *stream) Poll(ctx context.Context, pos pipeline.Position) (pipeline.Batc
 	var pg page
 	var recs []pipeline.Record
 	var reached bool
+	// One body buffer serves every request of the poll (a larger answer
+	// replaces a smaller one, whose records are no longer needed) and goes
+	// back to the pool when the runner has committed the records.
+	buf := s.p.bodies.get()
 	for {
 		var err error
-		pg, err = s.fetch(ctx, limit)
+		pg, buf, err = s.fetch(ctx, limit, buf)
 		if err != nil {
+			s.p.bodies.put(buf)
 			return pipeline.Batch{}, err
 		}
 		batch.Fetched += len(pg.items)
 		recs, reached, err = s.normalise(pg.items, pos.Floor)
 		if err != nil {
+			s.p.bodies.put(buf)
 			return pipeline.Batch{}, err
 		}
 		if reached || len(pg.items) < limit || limit >= cfg.MaxPageLimit || (pg.total >= 0 && pg.total <= len(pg.items)) {
@@ -145,6 +156,7 @@ func (s *stream) Poll(ctx context.Context, pos pipeline.Position) (pipeline.Batc
 		recs[i], recs[j] = recs[j], recs[i]
 	}
 	batch.Records = recs
+	batch.Release = func() { s.p.bodies.put(buf) }
 	return batch, nil
 }
 
