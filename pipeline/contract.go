@@ -19,7 +19,10 @@ type Record struct {
 	// Hash is a content hash of the record; a different hash for a seen Key is
 	// a revision.
 	Hash uint64
-	// Event is the normalised event.
+	// Raw is the upstream record as received.
+	Raw []byte
+	// Event is the normalised event. A stream may leave it nil and set
+	// Batch.Normalize, so that only records the runner finds new are built.
 	Event *Event
 }
 
@@ -43,6 +46,8 @@ type Batch struct {
 	Gap int
 	// Fetched counts records read from upstream, new or not.
 	Fetched int
+	// Normalize, when set, fills in the Event of a record that has none.
+	Normalize func(*Record) error
 	// Release, when set, is called once the runner is done with the
 	// records, so the stream can reuse the memory they point into.
 	Release func()

@@ -38,6 +38,7 @@ type Extractor struct {
 	paths  [][]string
 	top    map[string][]slot // top-level key → fields it may fill
 	nested []nestedSlot
+	heads  map[string]int // first segment of plain dotted paths → index
 }
 
 type slot struct{ field, rank int }
@@ -45,11 +46,13 @@ type slot struct{ field, rank int }
 type nestedSlot struct {
 	field, rank int
 	path        string
+	head        int    // index into Extractor.heads, or -1: look in the whole record
+	rest        string // path below the head
 }
 
 // NewExtractor compiles the paths of each field.
 func NewExtractor(fields FieldPaths) *Extractor {
-	x := &Extractor{top: map[string][]slot{}}
+	x := &Extractor{top: map[string][]slot{}, heads: map[string]int{}}
 	for name := range fields {
 		x.names = append(x.names, name)
 	}
@@ -59,7 +62,17 @@ func NewExtractor(fields FieldPaths) *Extractor {
 		x.paths = append(x.paths, fields[name])
 		for rank, p := range fields[name] {
 			if strings.ContainsAny(p, ".#|@*?") {
-				x.nested = append(x.nested, nestedSlot{field: i, rank: rank, path: p})
+				n := nestedSlot{field: i, rank: rank, path: p, head: -1}
+				// a.b.c with a plain head: only look when the record has a.
+				if head, rest, ok := strings.Cut(p, "."); ok && !strings.ContainsAny(head, "#|@*?\\") && rest != "" {
+					h, seen := x.heads[head]
+					if !seen {
+						h = len(x.heads)
+						x.heads[head] = h
+					}
+					n.head, n.rest = h, rest
+				}
+				x.nested = append(x.nested, n)
 				continue
 			}
 			x.top[p] = append(x.top[p], slot{field: i, rank: rank})
@@ -92,27 +105,91 @@ func (x *Extractor) Extract(record gjson.Result, out []gjson.Result, rank []int)
 		out[i] = gjson.Result{}
 		rank[i] = math.MaxInt
 	}
-	if len(x.top) > 0 {
-		record.ForEach(func(k, v gjson.Result) bool {
-			if v.Type == gjson.Null {
+	var heads []string
+	if len(x.heads) > 0 {
+		heads = make([]string, len(x.heads))
+	}
+	if len(x.top) > 0 || len(heads) > 0 {
+		forEachMember(record.Raw, func(k, v string) bool {
+			name := unquote(k)
+			if h, ok := x.heads[name]; ok {
+				heads[h] = v
+			}
+			slots := x.top[name]
+			if len(slots) == 0 || v == "null" {
 				return true
 			}
-			for _, s := range x.top[k.Str] {
+			r := resultOf(v)
+			for _, s := range slots {
 				if s.rank < rank[s.field] {
-					out[s.field], rank[s.field] = v, s.rank
+					out[s.field], rank[s.field] = r, s.rank
 				}
 			}
 			return true
 		})
 	}
+	x.extractNested(record, heads, out, rank)
+}
+
+// extractNested fills fields from dotted paths that rank better than what
+// the top-level pass found. A path under a head the record lacks is not
+// looked up at all.
+func (x *Extractor) extractNested(record gjson.Result, heads []string, out []gjson.Result, rank []int) {
 	for _, n := range x.nested {
 		if n.rank >= rank[n.field] {
 			continue
 		}
-		if v := record.Get(n.path); v.Exists() && v.Type != gjson.Null {
+		var v gjson.Result
+		switch {
+		case n.head < 0:
+			v = record.Get(n.path)
+		case heads == nil || heads[n.head] == "":
+			continue
+		default:
+			v = gjson.Get(heads[n.head], n.rest)
+		}
+		if v.Exists() && v.Type != gjson.Null {
 			out[n.field], rank[n.field] = v, n.rank
 		}
 	}
+}
+
+// ExtractFirst is Extract that stops reading the record as soon as every
+// field has been found at its first (most likely) path, which for records
+// that lead with their id and time is after a few members.
+func (x *Extractor) ExtractFirst(record gjson.Result, out []gjson.Result, rank []int) {
+	for i := range out {
+		out[i] = gjson.Result{}
+		rank[i] = math.MaxInt
+	}
+	best := 0
+	var heads []string
+	if len(x.heads) > 0 {
+		heads = make([]string, len(x.heads))
+	}
+	if len(x.top) > 0 || len(heads) > 0 {
+		forEachMember(record.Raw, func(k, v string) bool {
+			name := unquote(k)
+			if h, ok := x.heads[name]; ok {
+				heads[h] = v
+			}
+			slots := x.top[name]
+			if len(slots) == 0 || v == "null" {
+				return true
+			}
+			r := resultOf(v)
+			for _, s := range slots {
+				if s.rank < rank[s.field] {
+					if s.rank == 0 {
+						best++
+					}
+					out[s.field], rank[s.field] = r, s.rank
+				}
+			}
+			return best < len(out) || len(heads) > 0
+		})
+	}
+	x.extractNested(record, heads, out, rank)
 }
 
 // Str renders a scalar as a string: strings as themselves, numbers and

@@ -47,7 +47,7 @@ func (s *scriptStream) Poll(_ context.Context, pos pipeline.Position) (pipeline.
 func (s *scriptStream) set(key string, t time.Time, raw string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rec := pipeline.Record{Key: key, Time: t, Hash: pipeline.ContentHash([]byte(raw)),
+	rec := pipeline.Record{Key: key, Time: t, Hash: pipeline.ContentHash([]byte(raw)), Raw: []byte(raw),
 		Event: &pipeline.Event{Kind: pipeline.KindDeviceAlert, Time: t, Severity: "info", SeverityScore: 1,
 			Source: pipeline.Source{Product: pipeline.ProductOTSecurity, Instance: "t"}, Raw: json.RawMessage(raw)}}
 	for i := range s.recs {

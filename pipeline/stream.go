@@ -161,7 +161,7 @@ func (sr *streamRunner) pollOnce(ctx context.Context) error {
 	}
 	recs := batch.Records
 	for {
-		n, err := sr.commitNext(recs, floor, observed, watermark, batch.Gap)
+		n, err := sr.commitNext(recs, batch.Normalize, floor, observed, watermark, batch.Gap)
 		if err != nil {
 			return err
 		}
@@ -176,7 +176,7 @@ func (sr *streamRunner) pollOnce(ctx context.Context) error {
 // commitChunk of them, and returns how many records it consumed. When it
 // consumes the rest it also commits the poll's watermark, gap count and
 // seen-index pruning.
-func (sr *streamRunner) commitNext(recs []Record, floor, observed, watermark time.Time, gap int) (int, error) {
+func (sr *streamRunner) commitNext(recs []Record, normalize func(*Record) error, floor, observed, watermark time.Time, gap int) (int, error) {
 	next := sr.st
 	next.Started = true
 	size := min(len(recs), commitChunk)
@@ -186,7 +186,7 @@ func (sr *streamRunner) commitNext(recs []Record, floor, observed, watermark tim
 	kinds := map[string]uint64{}
 	est := 0
 	for i := range recs[:size] {
-		est += len(recs[i].Event.Raw) + 1536
+		est += len(recs[i].Raw) + 1536
 	}
 	buf := sr.r.bufs.get(est)
 	defer func() { sr.r.bufs.put(buf) }()
@@ -201,15 +201,28 @@ func (sr *streamRunner) commitNext(recs []Record, floor, observed, watermark tim
 		if !ok {
 			prev, ok = sr.seen[rec.Key]
 		}
-		rev := 0
+		if ok && prev.hash == rec.Hash {
+			continue
+		}
+		if rec.Event == nil {
+			if normalize == nil {
+				return 0, fmt.Errorf("record %q has no event", rec.Key)
+			}
+			if err := normalize(rec); err != nil {
+				return 0, fmt.Errorf("record %q: %w", rec.Key, err)
+			}
+		}
 		ev := rec.Event
+		rec.Event = nil // encoded below; let it go
+		rev := 0
 		ev.Changes = nil
 		if ok {
-			if prev.hash == rec.Hash {
-				continue
-			}
 			rev = int(prev.rev) + 1
-			ev.Changes = sr.changes(prev.jseq, ev.Raw)
+			raw := rec.Raw
+			if raw == nil {
+				raw = ev.Raw
+			}
+			ev.Changes = sr.changes(prev.jseq, raw)
 		}
 		next.LastSeq++
 		ev.Schema = Schema

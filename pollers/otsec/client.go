@@ -23,6 +23,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -252,7 +253,19 @@ func DecodeEnvelope(status int, contentType string, body []byte) (gjson.Result, 
 	if !doc.IsObject() {
 		return gjson.Result{}, fmt.Errorf("HTTP %d with JSON that is not an {error, errors, data} envelope", status)
 	}
-	if errFlag := doc.Get("error"); errFlag.Type == gjson.True {
+	// One pass over the envelope's members: the list inside data is most
+	// of the body, and every Get would scan past it again.
+	var errFlag, data gjson.Result
+	pipeline.Members(doc.Raw, func(k string, v gjson.Result) bool {
+		switch k {
+		case "error":
+			errFlag = v
+		case "data":
+			data = v
+		}
+		return true
+	})
+	if errFlag.Type == gjson.True {
 		e := &APIError{Status: status}
 		fillAPIError(e, doc)
 		if e.Message == "" && e.Code == "" {
@@ -260,7 +273,6 @@ func DecodeEnvelope(status int, contentType string, body []byte) (gjson.Result, 
 		}
 		return gjson.Result{}, fmt.Errorf("API reported an error: %w", e)
 	}
-	data := doc.Get("data")
 	if !data.Exists() {
 		return gjson.Result{}, fmt.Errorf("HTTP %d envelope has no data", status)
 	}
@@ -309,21 +321,29 @@ func DecodeList(data gjson.Result) (items []gjson.Result, total int, err error) 
 	total = -1
 	switch {
 	case data.IsArray():
-		return data.Array(), total, nil
+		return pipeline.Elements(data.Raw), total, nil
 	case data.IsObject():
-		for _, k := range totalKeys {
-			if n, ok := pipeline.Int(data.Get(k)); ok && n >= 0 {
-				total = n
-				break
-			}
-		}
-		for _, k := range listKeys {
-			if v := data.Get(k); v.IsArray() {
-				return v.Array(), total, nil
-			}
-		}
+		// One pass over the members, taking the best-ranked list and total.
 		var keys []string
-		data.ForEach(func(k, _ gjson.Result) bool { keys = append(keys, k.Str); return len(keys) < 20 })
+		listRank, totalRank := len(listKeys), len(totalKeys)
+		var list gjson.Result
+		pipeline.Members(data.Raw, func(k string, v gjson.Result) bool {
+			if len(keys) < 20 {
+				keys = append(keys, k)
+			}
+			if i := slices.Index(listKeys, k); i >= 0 && i < listRank && v.IsArray() {
+				list, listRank = v, i
+			}
+			if i := slices.Index(totalKeys, k); i >= 0 && i < totalRank {
+				if n, ok := pipeline.Int(v); ok && n >= 0 {
+					total, totalRank = n, i
+				}
+			}
+			return true
+		})
+		if listRank < len(listKeys) {
+			return pipeline.Elements(list.Raw), total, nil
+		}
 		return nil, total, fmt.Errorf("data is an object without a list (keys: %s; expected one of %s)",
 			strings.Join(keys, ", "), strings.Join(listKeys, ", "))
 	case data.Type == gjson.Null:

@@ -9,6 +9,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/tidwall/gjson"
 
 	"github.com/mdbridge/mdbridge/pipeline"
@@ -37,7 +38,12 @@ type stream struct {
 	siteIP   string
 	sensorIP string
 	spec     spec
-	x        *pipeline.Extractor
+	x        *pipeline.Extractor // every field, for building events
+	q        *pipeline.Extractor // id and time (and MAC and IP for devices), for every record
+	qID      int
+	qTime    int
+	qMAC     int
+	qIP      int
 	idx      fieldIndex
 
 	mu        sync.Mutex
@@ -59,8 +65,14 @@ func newStream(p *Poller, name, siteIP, sensorIP string) *stream {
 		sp.sortBy = t // sort by the field the watermark is read from
 	}
 	x := pipeline.NewExtractor(fields)
+	quick := pipeline.FieldPaths{"id": fields["id"], "time": fields["time"]}
+	if sp.kind == pipeline.KindDevice {
+		quick["mac"], quick["ip"] = fields["mac"], fields["ip"]
+	}
+	q := pipeline.NewExtractor(quick)
 	return &stream{
 		p: p, name: name, siteIP: siteIP, sensorIP: sensorIP, spec: sp, x: x, lastTotal: -1,
+		q: q, qID: q.Index("id"), qTime: q.Index("time"), qMAC: q.Index("mac"), qIP: q.Index("ip"),
 		id: p.name + "/" + siteIP + "/" + sensorIP + "/" + name,
 		idx: fieldIndex{
 			id: x.Index("id"), time: x.Index("time"), ended: x.Index("ended"), name: x.Index("name"), typ: x.Index("type"),
@@ -156,6 +168,7 @@ func (s *stream) Poll(ctx context.Context, pos pipeline.Position) (pipeline.Batc
 		recs[i], recs[j] = recs[j], recs[i]
 	}
 	batch.Records = recs
+	batch.Normalize = s.build
 	batch.Release = func() { s.p.bodies.put(buf) }
 	return batch, nil
 }
@@ -195,31 +208,64 @@ func (s *stream) gapEstimate(pg page, lastTotal, got int, pos pipeline.Position)
 }
 
 // normalise turns a page (newest first) into records, stopping at the
-// first record older than floor; reached says whether it got there.
+// first record older than floor; reached says whether it got there. It
+// reads only what dedup needs (id, time, content hash); the event itself is
+// built by build, for the records the runner finds new.
 func (s *stream) normalise(items []gjson.Result, floor time.Time) ([]pipeline.Record, bool, error) {
 	out := make([]pipeline.Record, 0, len(items))
-	vals := make([]gjson.Result, s.x.Len())
-	rank := make([]int, s.x.Len())
+	vals := make([]gjson.Result, s.q.Len())
+	rank := make([]int, s.q.Len())
 	for i, item := range items {
 		if !item.IsObject() {
 			return nil, false, fmt.Errorf("%s: record %d is %s, not an object", s.spec.path, i, item.Type)
 		}
-		s.x.Extract(item, vals, rank)
-		t, err := pipeline.ParseTime(vals[s.idx.time])
+		s.q.ExtractFirst(item, vals, rank)
+		t, err := pipeline.ParseTime(vals[s.qTime])
 		if err != nil {
 			return nil, false, fmt.Errorf("%s: record %d (%.60s): time at %s: %w; set sources.%s.fields.%s.time to the right field",
-				s.spec.path, i, keyHint(item), strings.Join(s.x.Paths(s.idx.time), "|"), err, s.p.name, s.name)
+				s.spec.path, i, keyHint(item), strings.Join(s.q.Paths(s.qTime), "|"), err, s.p.name, s.name)
 		}
 		if t.Before(floor) {
 			return out, true, nil
 		}
-		rec, err := s.record(item, vals, t)
-		if err != nil {
-			return nil, false, fmt.Errorf("%s: record %d: %w", s.spec.path, i, err)
+		raw := rawBytes(item)
+		rec := pipeline.Record{Time: t, Raw: raw}
+		if s.spec.kind == pipeline.KindDevice {
+			id, mac, ip := pipeline.Str(vals[s.qID]), pipeline.Str(vals[s.qMAC]), pipeline.Str(vals[s.qIP])
+			switch {
+			case id != "":
+				rec.Key = "id:" + id
+			case mac != "":
+				rec.Key = "mac:" + strings.ToUpper(mac)
+			case ip != "":
+				rec.Key = "ip:" + ip
+			default:
+				return nil, false, fmt.Errorf("%s: record %d: device has no id, MAC or IPv4 (looked at %s, %s, %s); set sources.%s.fields.%s.id",
+					s.spec.path, i, strings.Join(s.q.Paths(s.qID), "|"), strings.Join(s.q.Paths(s.qMAC), "|"),
+					strings.Join(s.q.Paths(s.qIP), "|"), s.p.name, s.name)
+			}
+			rec.Hash = hashWithout(item, volatileDeviceKeys)
+		} else {
+			rec.Key = pipeline.Str(vals[s.qID])
+			if rec.Key == "" {
+				return nil, false, fmt.Errorf("%s: record %d: alert has no id at %s; set sources.%s.fields.%s.id",
+					s.spec.path, i, strings.Join(s.q.Paths(s.qID), "|"), s.p.name, s.name)
+			}
+			rec.Hash = pipeline.ContentHash(raw)
 		}
 		out = append(out, rec)
 	}
 	return out, false, nil
+}
+
+// build fills rec.Event from rec.Raw (pipeline.Batch.Normalize).
+func (s *stream) build(rec *pipeline.Record) error {
+	item := gjson.Parse(unsafe.String(unsafe.SliceData(rec.Raw), len(rec.Raw)))
+	vals := make([]gjson.Result, s.x.Len())
+	rank := make([]int, s.x.Len())
+	s.x.Extract(item, vals, rank)
+	rec.Event = s.event(rec, vals)
+	return nil
 }
 
 func keyHint(item gjson.Result) string {
@@ -235,8 +281,9 @@ func rawBytes(r gjson.Result) []byte {
 	return unsafe.Slice(unsafe.StringData(r.Raw), len(r.Raw))
 }
 
-// record builds one normalised record.
-func (s *stream) record(item gjson.Result, v []gjson.Result, t time.Time) (pipeline.Record, error) {
+// event builds the normalised event of a record from its extracted fields.
+func (s *stream) event(rec *pipeline.Record, v []gjson.Result) *pipeline.Event {
+	t := rec.Time
 	ix := &s.idx
 	get := func(i int) string {
 		if i < 0 {
@@ -244,7 +291,6 @@ func (s *stream) record(item gjson.Result, v []gjson.Result, t time.Time) (pipel
 		}
 		return pipeline.Str(v[i])
 	}
-	raw := rawBytes(item)
 	ev := &pipeline.Event{
 		Kind: s.spec.kind,
 		Time: t,
@@ -254,9 +300,8 @@ func (s *stream) record(item gjson.Result, v []gjson.Result, t time.Time) (pipel
 		},
 	}
 	if s.p.cfg.Raw {
-		ev.Raw = raw
+		ev.Raw = rec.Raw
 	}
-	rec := pipeline.Record{Time: t, Event: ev}
 	dev := &pipeline.Device{
 		ID: get(ix.deviceID), Name: get(ix.deviceName), IP: get(ix.ip), MAC: get(ix.mac), Vendor: get(ix.vendor),
 		Model: get(ix.model), Type: get(ix.deviceType), Firmware: get(ix.firmware), OS: get(ix.os),
@@ -264,29 +309,12 @@ func (s *stream) record(item gjson.Result, v []gjson.Result, t time.Time) (pipel
 	}
 	if s.spec.kind == pipeline.KindDevice {
 		dev.ID, dev.Name, dev.Action = get(ix.id), get(ix.name), "added"
-		switch {
-		case dev.ID != "":
-			rec.Key = "id:" + dev.ID
-		case dev.MAC != "":
-			rec.Key = "mac:" + strings.ToUpper(dev.MAC)
-		case dev.IP != "":
-			rec.Key = "ip:" + dev.IP
-		default:
-			return rec, fmt.Errorf("device has no id, MAC or IPv4 (looked at %s, %s, %s); set fields.%s.id",
-				strings.Join(s.x.Paths(ix.id), "|"), strings.Join(s.x.Paths(ix.mac), "|"), strings.Join(s.x.Paths(ix.ip), "|"), s.name)
-		}
 		ev.Device = dev
 		ev.Severity, ev.SeverityScore = pipeline.SeverityInfo, 1
 		ev.Message = deviceMessage(dev)
-		rec.Hash = hashWithout(item, volatileDeviceKeys)
-		return rec, nil
+		return ev
 	}
-	id := get(ix.id)
-	if id == "" {
-		return rec, fmt.Errorf("alert has no id at %s; set sources.%s.fields.%s.id", strings.Join(s.x.Paths(ix.id), "|"), s.p.name, s.name)
-	}
-	rec.Key = id
-	rec.Hash = pipeline.ContentHash(raw)
+	id := rec.Key
 	alert := &pipeline.Alert{ID: id, Type: get(ix.typ), Name: get(ix.name), Status: get(ix.status), Reason: get(ix.reason)}
 	started := t
 	alert.Started = &started
@@ -324,7 +352,7 @@ func (s *stream) record(item gjson.Result, v []gjson.Result, t time.Time) (pipel
 			ev.Message = r.Name
 		}
 	}
-	return rec, nil
+	return ev
 }
 
 func emptyDevice(d *pipeline.Device) bool { return *d == pipeline.Device{} }
@@ -348,12 +376,13 @@ func deviceMessage(d *pipeline.Device) string {
 
 // hashWithout hashes a record's top-level members except the skipped keys.
 func hashWithout(item gjson.Result, skip map[string]bool) uint64 {
-	var parts [][]byte
-	item.ForEach(func(k, v gjson.Result) bool {
-		if !skip[k.Str] {
-			parts = append(parts, rawBytes(k), rawBytes(v))
+	d := xxhash.New()
+	pipeline.RawMembers(item.Raw, func(k, v string) bool {
+		if len(k) < 2 || !skip[k[1:len(k)-1]] {
+			_, _ = d.WriteString(k)
+			_, _ = d.WriteString(v)
 		}
 		return true
 	})
-	return pipeline.ContentHash(parts...)
+	return d.Sum64()
 }

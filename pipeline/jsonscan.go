@@ -1,0 +1,190 @@
+package pipeline
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/tidwall/gjson"
+)
+
+// The functions here walk JSON that has already been validated (the whole
+// response body passes gjson.Valid first). They find where values end
+// without building anything, which is several times faster than a general
+// parser on the hot path of reading thousands of records per poll. On
+// invalid input they never panic or loop; they return short or empty
+// results.
+
+// skipSpace returns the index of the first non-space byte at or after i.
+func skipSpace(s string, i int) int {
+	for i < len(s) {
+		switch s[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// stringEnd returns the index just past the closing quote of the string
+// starting at s[i] == '"', or len(s).
+func stringEnd(s string, i int) int {
+	// A plain loop: most strings in records are short keys and values,
+	// where a call to a vectorised search costs more than it saves.
+	for i++; i < len(s); i++ {
+		switch s[i] {
+		case '"':
+			return i + 1
+		case '\\':
+			i++
+		}
+	}
+	return len(s)
+}
+
+// valueEnd returns the index just past the value starting at s[i].
+func valueEnd(s string, i int) int {
+	if i >= len(s) {
+		return len(s)
+	}
+	switch s[i] {
+	case '"':
+		return stringEnd(s, i)
+	case '{', '[':
+		depth := 0
+		for i < len(s) {
+			switch s[i] {
+			case '"':
+				i = stringEnd(s, i)
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+			i++
+		}
+		return len(s)
+	default:
+		for i < len(s) {
+			switch s[i] {
+			case ',', '}', ']', ' ', '\t', '\n', '\r':
+				return i
+			}
+			i++
+		}
+		return len(s)
+	}
+}
+
+// forEachMember calls fn with each member of the object in obj: its raw key
+// (with quotes) and raw value. It stops when fn returns false.
+func forEachMember(obj string, fn func(rawKey, rawVal string) bool) {
+	i := skipSpace(obj, 0)
+	if i >= len(obj) || obj[i] != '{' {
+		return
+	}
+	i++
+	for {
+		i = skipSpace(obj, i)
+		if i >= len(obj) || obj[i] != '"' {
+			return
+		}
+		ke := stringEnd(obj, i)
+		key := obj[i:ke]
+		i = skipSpace(obj, ke)
+		if i >= len(obj) || obj[i] != ':' {
+			return
+		}
+		i = skipSpace(obj, i+1)
+		ve := valueEnd(obj, i)
+		if ve <= i || !fn(key, obj[i:ve]) {
+			return
+		}
+		i = skipSpace(obj, ve)
+		if i >= len(obj) || obj[i] != ',' {
+			return
+		}
+		i++
+	}
+}
+
+// arrayElements returns the raw elements of the array in arr.
+func arrayElements(arr string) []string {
+	i := skipSpace(arr, 0)
+	if i >= len(arr) || arr[i] != '[' {
+		return nil
+	}
+	var out []string
+	i = skipSpace(arr, i+1)
+	if i < len(arr) && arr[i] == ']' {
+		return out
+	}
+	for i < len(arr) {
+		ve := valueEnd(arr, i)
+		if ve <= i {
+			return out
+		}
+		out = append(out, arr[i:ve])
+		i = skipSpace(arr, ve)
+		if i >= len(arr) || arr[i] != ',' {
+			return out
+		}
+		i = skipSpace(arr, i+1)
+	}
+	return out
+}
+
+// unquote returns the text of a raw JSON string (with its quotes).
+func unquote(raw string) string {
+	if len(raw) >= 2 && strings.IndexByte(raw, '\\') < 0 {
+		return raw[1 : len(raw)-1]
+	}
+	return gjson.Parse(raw).Str
+}
+
+// resultOf describes a raw JSON value as a gjson.Result.
+func resultOf(raw string) gjson.Result {
+	if raw == "" {
+		return gjson.Result{}
+	}
+	switch raw[0] {
+	case '"':
+		return gjson.Result{Type: gjson.String, Raw: raw, Str: unquote(raw)}
+	case 't':
+		return gjson.Result{Type: gjson.True, Raw: raw}
+	case 'f':
+		return gjson.Result{Type: gjson.False, Raw: raw}
+	case 'n':
+		return gjson.Result{Type: gjson.Null, Raw: raw}
+	case '{', '[':
+		return gjson.Result{Type: gjson.JSON, Raw: raw}
+	}
+	n, _ := strconv.ParseFloat(raw, 64)
+	return gjson.Result{Type: gjson.Number, Raw: raw, Num: n}
+}
+
+// Members calls fn with each member of a JSON object: its key and value.
+// The JSON must be valid; see the package notes above.
+func Members(obj string, fn func(key string, val gjson.Result) bool) {
+	forEachMember(obj, func(k, v string) bool { return fn(unquote(k), resultOf(v)) })
+}
+
+// RawMembers calls fn with each member of a JSON object as raw text: the
+// key with its quotes, and the value. The JSON must be valid.
+func RawMembers(obj string, fn func(rawKey, rawVal string) bool) { forEachMember(obj, fn) }
+
+// Elements returns the elements of a JSON array as results. The JSON must
+// be valid.
+func Elements(arr string) []gjson.Result {
+	raws := arrayElements(arr)
+	out := make([]gjson.Result, len(raws))
+	for i, r := range raws {
+		out[i] = resultOf(r)
+	}
+	return out
+}
