@@ -5,10 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/tidwall/gjson"
 	"go.uber.org/zap"
 
@@ -25,7 +25,7 @@ type streamRunner struct {
 
 	// Owned by the run goroutine.
 	st   state.StreamState
-	seen map[string]seenRec
+	seen map[uint64]seenRec // by keyHash of the natural key
 
 	mu   sync.Mutex
 	stat StreamStatus
@@ -45,10 +45,10 @@ func (r *Runner) newStreamRunner(s Stream, o SourceOptions, log *zap.Logger) (*s
 		return nil, err
 	}
 	sr := &streamRunner{r: r, s: s, id: id, opts: o, log: log.With(zap.String("stream", id)),
-		st: st, seen: make(map[string]seenRec, len(entries))}
+		st: st, seen: make(map[uint64]seenRec, len(entries))}
 	for _, e := range entries {
 		// Entries come oldest first; a later one for the same key wins.
-		sr.seen[e.Key] = seenRec{time: e.Time, hash: e.Hash, rev: e.Revision, jseq: e.JournalSeq}
+		sr.seen[keyHash(e.Key)] = seenRec{time: e.Time, hash: e.Hash, rev: e.Revision, jseq: e.JournalSeq}
 	}
 	if !st.Started {
 		sr.st.Floor = o.Start
@@ -182,7 +182,7 @@ func (sr *streamRunner) commitNext(recs []Record, normalize func(*Record) error,
 	size := min(len(recs), commitChunk)
 	seenNew := make([]state.SeenEntry, 0, size)
 	offsets := make([]int, 0, size+1)
-	pending := map[string]seenRec{}
+	pending := map[uint64]seenRec{}
 	kinds := map[string]uint64{}
 	est := 0
 	for i := range recs[:size] {
@@ -197,9 +197,10 @@ func (sr *streamRunner) commitNext(recs []Record, normalize func(*Record) error,
 		if rec.Time.Before(floor) {
 			continue
 		}
-		prev, ok := pending[rec.Key]
+		kh := keyHash(rec.Key)
+		prev, ok := pending[kh]
 		if !ok {
-			prev, ok = sr.seen[rec.Key]
+			prev, ok = sr.seen[kh]
 		}
 		if ok && prev.hash == rec.Hash {
 			continue
@@ -238,7 +239,7 @@ func (sr *streamRunner) commitNext(recs []Record, normalize func(*Record) error,
 			return 0, fmt.Errorf("encode record %q: %w", rec.Key, err)
 		}
 		seenNew = append(seenNew, state.SeenEntry{Time: rec.Time, Key: rec.Key, Hash: rec.Hash, Revision: uint32(rev)})
-		pending[rec.Key] = seenRec{time: rec.Time, hash: rec.Hash, rev: uint32(rev)}
+		pending[kh] = seenRec{time: rec.Time, hash: rec.Hash, rev: uint32(rev)}
 		kinds[ev.Kind]++
 	}
 	offsets = append(offsets, len(buf))
@@ -267,14 +268,13 @@ func (sr *streamRunner) commitNext(recs []Record, normalize func(*Record) error,
 	// the middle of the poll).
 	keepFrom := sr.boundary(watermark)
 	for _, e := range seenNew {
+		kh := keyHash(e.Key)
 		if e.Time.Before(keepFrom) {
-			if _, ok := sr.seen[e.Key]; !ok {
+			if _, ok := sr.seen[kh]; !ok {
 				continue
 			}
 		}
-		// A key may be a substring of the response body: clone it so the
-		// index does not keep whole bodies alive.
-		sr.seen[strings.Clone(e.Key)] = seenRec{time: e.Time, hash: e.Hash, rev: e.Revision, jseq: e.JournalSeq}
+		sr.seen[kh] = seenRec{time: e.Time, hash: e.Hash, rev: e.Revision, jseq: e.JournalSeq}
 	}
 	if final && prune.After(sr.boundary(sr.st.Watermark)) {
 		sr.pruneSeen(prune)
@@ -295,6 +295,11 @@ func (sr *streamRunner) commitNext(recs []Record, normalize func(*Record) error,
 	return i, nil
 }
 
+// keyHash is the in-memory seen index's key for a natural key: 8 bytes
+// instead of a string, so the index of a busy stream stays small. (The
+// index on disk keeps the keys themselves.)
+func keyHash(key string) uint64 { return xxhash.Sum64String(key) }
+
 // pruneSeen drops in-memory seen entries older than before. Go maps never
 // shrink, so after a large backlog the survivors move to a new map.
 func (sr *streamRunner) pruneSeen(before time.Time) {
@@ -307,7 +312,7 @@ func (sr *streamRunner) pruneSeen(before time.Time) {
 	if kept == len(sr.seen) {
 		return
 	}
-	m := make(map[string]seenRec, kept)
+	m := make(map[uint64]seenRec, kept)
 	for k, v := range sr.seen {
 		if !v.time.Before(before) {
 			m[k] = v

@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestLayout(t *testing.T) {
@@ -44,7 +45,7 @@ func TestCountingBody(t *testing.T) {
 }
 
 func TestBridgeConfigListsEverySensor(t *testing.T) {
-	cfg := string(bridgeConfig("http://127.0.0.1:1", "/s/db", "/o/e.jsonl", 2, 3, 500))
+	cfg := string(bridgeConfig("http://127.0.0.1:1", "/s/db", "/o/e.jsonl", 2, 3, 500, 10*time.Second))
 	if n := strings.Count(cfg, "sensor_ip:"); n != 6 {
 		t.Errorf("%d sensors in the config, want 6:\n%s", n, cfg)
 	}

@@ -40,6 +40,7 @@ type options struct {
 	timeout       time.Duration
 	countRequests bool
 	cpuProfile    string
+	lookback      time.Duration
 }
 
 func parseFlags(args []string, out io.Writer) (*options, error) {
@@ -64,6 +65,8 @@ func parseFlags(args []string, out io.Writer) (*options, error) {
 	fs.BoolVar(&o.countRequests, "count-requests", false,
 		"put a counting reverse proxy (in mdload, on loopback) between bridge and simulator to report requests, "+
 			"response bytes and records served; it shares the CPUs with the bridge")
+	fs.DurationVar(&o.lookback, "lookback", 10*time.Second,
+		"the bridge's lookback: each poll re-reads this far behind the watermark, so it costs rate x lookback records per poll (the simulator's late records are at most 5s late)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "pass -cpuprofile FILE to the bridge (a CPU profile of its whole run)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -296,7 +299,7 @@ func measure(ctx context.Context, o *options, logw io.Writer) (*result, error) {
 	cfgPath := filepath.Join(dir, "mdbridge.yaml")
 	outPath := filepath.Join(dir, "out", "events.jsonl")
 	statePath := filepath.Join(dir, "state", "mdbridge.db")
-	if err := os.WriteFile(cfgPath, bridgeConfig(upstream, statePath, outPath, sites, sensors, maxPage), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, bridgeConfig(upstream, statePath, outPath, sites, sensors, maxPage, o.lookback), 0o600); err != nil {
 		return res, err
 	}
 	logPath := filepath.Join(dir, "bridge.log")
@@ -459,7 +462,7 @@ var servingLine = regexp.MustCompile(`mdsim: serving (https?://\S+) .*\(\d+ reco
 
 // bridgeConfig renders the bridge's configuration: a static list of every
 // site and sensor, one file sink.
-func bridgeConfig(url, statePath, outPath string, sites, sensors, maxPage int) []byte {
+func bridgeConfig(url, statePath, outPath string, sites, sensors, maxPage int, lookback time.Duration) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, `state:
   path: %q
@@ -475,12 +478,12 @@ sources:
     url: %q
     token: %q
     interval: 1s
-    lookback: 1m
+    lookback: %s
     page_limit: 200
     max_page_limit: %d
     streams: [%s]
     sites:
-`, statePath, url, token, maxPage, strings.Join(timeStreams, ", "))
+`, statePath, url, token, lookback, maxPage, strings.Join(timeStreams, ", "))
 	for _, s := range simSites(sites, sensors) {
 		for _, sensor := range s.sensors {
 			fmt.Fprintf(&b, "      - { site_ip: %q, sensor_ip: %q }\n", s.site, sensor)

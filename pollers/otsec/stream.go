@@ -11,6 +11,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/tidwall/gjson"
+	"go.uber.org/zap"
 
 	"github.com/mdbridge/mdbridge/pipeline"
 )
@@ -46,8 +47,9 @@ type stream struct {
 	qIP      int
 	idx      fieldIndex
 
-	mu        sync.Mutex
-	lastTotal int // total the API reported at the last poll, -1 unknown
+	mu         sync.Mutex
+	lastTotal  int // total the API reported at the last poll, -1 unknown
+	lastWindow int // records at or after the floor at the last complete poll
 }
 
 // fieldIndex holds the Extractor slot of every field (-1 when the stream
@@ -126,10 +128,12 @@ func (s *stream) fetch(ctx context.Context, limit int, buf []byte) (page, []byte
 // reported as a gap.
 func (s *stream) Poll(ctx context.Context, pos pipeline.Position) (pipeline.Batch, error) {
 	cfg := s.p.cfg
-	limit := cfg.PageLimit
 	s.mu.Lock()
-	lastTotal := s.lastTotal
+	lastTotal, lastWindow := s.lastTotal, s.lastWindow
 	s.mu.Unlock()
+	// Start where the last poll ended up: the overlap it re-read plus room
+	// for what is new, so a steady stream needs one request per poll.
+	limit := min(max(cfg.PageLimit, lastWindow+cfg.PageLimit), cfg.MaxPageLimit)
 	var batch pipeline.Batch
 	var pg page
 	var recs []pipeline.Record
@@ -154,14 +158,22 @@ func (s *stream) Poll(ctx context.Context, pos pipeline.Position) (pipeline.Batc
 		if reached || len(pg.items) < limit || limit >= cfg.MaxPageLimit || (pg.total >= 0 && pg.total <= len(pg.items)) {
 			break
 		}
-		limit = s.grow(limit, pg, lastTotal, pos)
+		limit = s.grow(limit, pg, lastTotal, lastWindow, pos)
 	}
 	complete := reached || len(pg.items) < limit || (pg.total >= 0 && pg.total <= len(pg.items))
-	if !complete {
+	switch {
+	case complete:
+	case len(recs) > 0 && !pos.Watermark.IsZero() && !recs[len(recs)-1].Time.After(pos.Watermark):
+		// The cap stopped the re-read of the overlap, but every record newer
+		// than the watermark is in: nothing new was skipped, only the check
+		// for late arrivals older than the cap reached.
+		s.p.log.Debug("lookback re-read cut short by max_page_limit", zap.String("stream", s.id), zap.Int("limit", limit))
+	default:
 		batch.Gap = s.gapEstimate(pg, lastTotal, len(recs), pos)
 	}
 	s.mu.Lock()
 	s.lastTotal = pg.total
+	s.lastWindow = len(recs)
 	s.mu.Unlock()
 	// Oldest first.
 	for i, j := 0, len(recs)-1; i < j; i, j = i+1, j-1 {
@@ -174,14 +186,14 @@ func (s *stream) Poll(ctx context.Context, pos pipeline.Position) (pipeline.Batc
 }
 
 // grow picks the next limit.
-func (s *stream) grow(limit int, pg page, lastTotal int, pos pipeline.Position) int {
+func (s *stream) grow(limit int, pg page, lastTotal, lastWindow int, pos pipeline.Position) int {
 	next := limit * 2
 	if pg.total >= 0 {
 		want := pg.total // first run, or unknown history: all of it
 		if lastTotal >= 0 && !pos.Watermark.IsZero() {
-			// New records since the last poll, plus what the overlap re-reads
-			// (bounded by this page, all of which was inside the floor).
-			want = pg.total - lastTotal + len(pg.items)
+			// New records since the last poll, plus the overlap the last poll
+			// re-read, plus slack for the overlap having grown.
+			want = pg.total - lastTotal + max(lastWindow, len(pg.items)) + s.p.cfg.PageLimit
 		}
 		if want > next {
 			next = want
