@@ -101,6 +101,17 @@ func (x *Extractor) Len() int { return len(x.names) }
 // best-ranked path present and not null in record. rank is scratch space of
 // the same length. Fields found nowhere are left as the zero Result.
 func (x *Extractor) Extract(record gjson.Result, out []gjson.Result, rank []int) {
+	x.extract(record, out, rank, false)
+}
+
+// ExtractFirst is Extract that stops reading the record as soon as every
+// field has been found at its first (most likely) path, which for records
+// that lead with their id and time is after a few members.
+func (x *Extractor) ExtractFirst(record gjson.Result, out []gjson.Result, rank []int) {
+	x.extract(record, out, rank, true)
+}
+
+func (x *Extractor) extract(record gjson.Result, out []gjson.Result, rank []int, stopEarly bool) {
 	for i := range out {
 		out[i] = gjson.Result{}
 		rank[i] = math.MaxInt
@@ -109,6 +120,7 @@ func (x *Extractor) Extract(record gjson.Result, out []gjson.Result, rank []int)
 	if len(x.heads) > 0 {
 		heads = make([]string, len(x.heads))
 	}
+	best := 0
 	if len(x.top) > 0 || len(heads) > 0 {
 		forEachMember(record.Raw, func(k, v string) bool {
 			name := unquote(k)
@@ -122,10 +134,13 @@ func (x *Extractor) Extract(record gjson.Result, out []gjson.Result, rank []int)
 			r := resultOf(v)
 			for _, s := range slots {
 				if s.rank < rank[s.field] {
+					if s.rank == 0 {
+						best++
+					}
 					out[s.field], rank[s.field] = r, s.rank
 				}
 			}
-			return true
+			return !stopEarly || best < len(out) || len(heads) > 0
 		})
 	}
 	x.extractNested(record, heads, out, rank)
@@ -152,44 +167,6 @@ func (x *Extractor) extractNested(record gjson.Result, heads []string, out []gjs
 			out[n.field], rank[n.field] = v, n.rank
 		}
 	}
-}
-
-// ExtractFirst is Extract that stops reading the record as soon as every
-// field has been found at its first (most likely) path, which for records
-// that lead with their id and time is after a few members.
-func (x *Extractor) ExtractFirst(record gjson.Result, out []gjson.Result, rank []int) {
-	for i := range out {
-		out[i] = gjson.Result{}
-		rank[i] = math.MaxInt
-	}
-	best := 0
-	var heads []string
-	if len(x.heads) > 0 {
-		heads = make([]string, len(x.heads))
-	}
-	if len(x.top) > 0 || len(heads) > 0 {
-		forEachMember(record.Raw, func(k, v string) bool {
-			name := unquote(k)
-			if h, ok := x.heads[name]; ok {
-				heads[h] = v
-			}
-			slots := x.top[name]
-			if len(slots) == 0 || v == "null" {
-				return true
-			}
-			r := resultOf(v)
-			for _, s := range slots {
-				if s.rank < rank[s.field] {
-					if s.rank == 0 {
-						best++
-					}
-					out[s.field], rank[s.field] = r, s.rank
-				}
-			}
-			return best < len(out) || len(heads) > 0
-		})
-	}
-	x.extractNested(record, heads, out, rank)
 }
 
 // Str renders a scalar as a string: strings as themselves, numbers and
