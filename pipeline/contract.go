@@ -44,8 +44,6 @@ type Batch struct {
 	Records []Record
 	// Gap counts records the poll knows it skipped (the page-size cap was hit).
 	Gap int
-	// Fetched counts records read from upstream, new or not.
-	Fetched int
 	// Normalize, when set, fills in the Event of a record that has none.
 	Normalize func(*Record) error
 	// Release, when set, is called once the runner is done with the

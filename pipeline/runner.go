@@ -65,7 +65,7 @@ type Runner struct {
 	log   *zap.Logger
 	opts  Options
 	sem   chan struct{}
-	bufs  *bufferPool
+	bufs  *BufferPool
 	dead  *deadLetters
 
 	sources []sourceEntry
@@ -97,7 +97,7 @@ func NewRunner(store *state.Store, log *zap.Logger, opts Options) *Runner {
 		log:     log,
 		opts:    opts,
 		sem:     make(chan struct{}, opts.MaxConcurrentPolls),
-		bufs:    newBufferPool(opts.MaxConcurrentPolls),
+		bufs:    NewBufferPool(opts.MaxConcurrentPolls, 32<<20),
 		dead:    newDeadLetters(opts.DeadLetterDir),
 		streams: map[string]*streamRunner{},
 		kinds:   map[string]uint64{},
@@ -354,33 +354,4 @@ func (r *Runner) Snapshot() Snapshot {
 		})
 	}
 	return snap
-}
-
-// bufferPool keeps the encode buffers of concurrent polls (at most one per
-// poll slot), so a large poll does not allocate and zero megabytes anew.
-type bufferPool struct{ c chan []byte }
-
-func newBufferPool(n int) *bufferPool { return &bufferPool{c: make(chan []byte, n)} }
-
-// get returns an empty buffer of at least size bytes capacity.
-func (p *bufferPool) get(size int) []byte {
-	select {
-	case b := <-p.c:
-		if cap(b) >= size {
-			return b[:0]
-		}
-	default:
-	}
-	return make([]byte, 0, size)
-}
-
-// put returns a buffer for reuse; buffers past 32 MiB are let go.
-func (p *bufferPool) put(b []byte) {
-	if cap(b) > 32<<20 {
-		return
-	}
-	select {
-	case p.c <- b:
-	default:
-	}
 }

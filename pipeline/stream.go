@@ -188,8 +188,8 @@ func (sr *streamRunner) commitNext(recs []Record, normalize func(*Record) error,
 	for i := range recs[:size] {
 		est += len(recs[i].Raw) + 1536
 	}
-	buf := sr.r.bufs.get(est)
-	defer func() { sr.r.bufs.put(buf) }()
+	buf := sr.r.bufs.Get(est)
+	defer func() { sr.r.bufs.Put(buf) }()
 	var err error
 	i := 0
 	for ; i < len(recs) && len(seenNew) < commitChunk; i++ {

@@ -330,9 +330,6 @@ func (s *Store) deleteEvicted(ev []Eviction) error {
 		meta := tx.Bucket(bucketMeta)
 		journal := tx.Bucket(bucketJournal)
 		cursors := tx.Bucket(bucketCursors)
-		if len(ev) > 0 {
-			defer func() { _ = trimTimeIndex(tx, ev[len(ev)-1].Entry.Seq) }()
-		}
 		bytes := getUint(meta, keyJournalBytes)
 		count := getUint(meta, keyJournalCount)
 		k := make([]byte, 8)
@@ -353,6 +350,9 @@ func (s *Store) deleteEvicted(ev []Eviction) error {
 		}
 		putUint(meta, keyJournalBytes, bytes)
 		putUint(meta, keyJournalCount, count)
-		return nil
+		if len(ev) == 0 {
+			return nil
+		}
+		return trimTimeIndex(tx, ev[len(ev)-1].Entry.Seq)
 	})
 }

@@ -360,30 +360,3 @@ func dataQuery(limit int, sortBy string, extra string) string {
 	}
 	return q + "}"
 }
-
-// bodyPool keeps response buffers for reuse between polls: a large list
-// answer is megabytes, and allocating it afresh each time costs page faults
-// and zeroing.
-type bodyPool struct{ c chan []byte }
-
-func newBodyPool(n int) *bodyPool { return &bodyPool{c: make(chan []byte, n)} }
-
-func (p *bodyPool) get() []byte {
-	select {
-	case b := <-p.c:
-		return b
-	default:
-		return nil
-	}
-}
-
-// put keeps b unless it is past 64 MiB or the pool is full.
-func (p *bodyPool) put(b []byte) {
-	if cap(b) == 0 || cap(b) > 64<<20 {
-		return
-	}
-	select {
-	case p.c <- b[:0]:
-	default:
-	}
-}

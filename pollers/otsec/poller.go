@@ -23,7 +23,7 @@ type Poller struct {
 	client    *client
 	log       *zap.Logger
 	publicURL string
-	bodies    *bodyPool
+	bodies    *pipeline.BufferPool // response bodies, reused between polls
 }
 
 // New returns a poller for the named source. cfg must have passed Validate.
@@ -36,7 +36,7 @@ func New(name string, cfg Config, log *zap.Logger) (*Poller, error) {
 	u, _ := url.Parse(cfg.URL)
 	u.User = nil
 	u.RawQuery = ""
-	return &Poller{name: name, cfg: cfg, client: c, log: log, publicURL: u.String(), bodies: newBodyPool(2)}, nil
+	return &Poller{name: name, cfg: cfg, client: c, log: log, publicURL: u.String(), bodies: pipeline.NewBufferPool(2, 64<<20)}, nil
 }
 
 // Name implements pipeline.Poller.

@@ -141,18 +141,17 @@ func (s *stream) Poll(ctx context.Context, pos pipeline.Position) (pipeline.Batc
 	// One body buffer serves every request of the poll (a larger answer
 	// replaces a smaller one, whose records are no longer needed) and goes
 	// back to the pool when the runner has committed the records.
-	buf := s.p.bodies.get()
+	buf := s.p.bodies.Get(0)
 	for {
 		var err error
 		pg, buf, err = s.fetch(ctx, limit, buf)
 		if err != nil {
-			s.p.bodies.put(buf)
+			s.p.bodies.Put(buf)
 			return pipeline.Batch{}, err
 		}
-		batch.Fetched += len(pg.items)
 		recs, reached, err = s.normalise(pg.items, pos.Floor)
 		if err != nil {
-			s.p.bodies.put(buf)
+			s.p.bodies.Put(buf)
 			return pipeline.Batch{}, err
 		}
 		if reached || len(pg.items) < limit || limit >= cfg.MaxPageLimit || (pg.total >= 0 && pg.total <= len(pg.items)) {
@@ -181,7 +180,7 @@ func (s *stream) Poll(ctx context.Context, pos pipeline.Position) (pipeline.Batc
 	}
 	batch.Records = recs
 	batch.Normalize = s.build
-	batch.Release = func() { s.p.bodies.put(buf) }
+	batch.Release = func() { s.p.bodies.Put(buf) }
 	return batch, nil
 }
 
