@@ -130,3 +130,47 @@ func IsPermanent(err error) bool {
 	var p *PermanentError
 	return errors.As(err, &p)
 }
+
+// Rejection names one entry of a batch that the destination will never
+// accept, and why (an event larger than the syslog message limit, say).
+type Rejection struct {
+	// Index is the entry's position in the batch given to Deliver.
+	Index int
+	// Reason is what the dead-letter record says.
+	Reason string
+}
+
+// RejectedError says the entries in Items will never be accepted and go to
+// dead-letter, while Err says how the rest of the batch went: nil when every
+// other entry was delivered, a PartialError when only the first Done
+// entries were handled, anything else when the batch must be retried.
+type RejectedError struct {
+	Items []Rejection
+	Err   error
+}
+
+func (e *RejectedError) Error() string {
+	msg := fmt.Sprintf("%d events rejected", len(e.Items))
+	if len(e.Items) > 0 {
+		msg += " (first: " + e.Items[0].Reason + ")"
+	}
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+func (e *RejectedError) Unwrap() error { return e.Err }
+
+// Rejected returns a RejectedError; err may be nil.
+func Rejected(items []Rejection, err error) error { return &RejectedError{Items: items, Err: err} }
+
+// DisabledError says the destination has asked never to be sent to again
+// (a webhook answering 410 Gone). The dispatcher stops the sink with a loud
+// error; its events stay in the journal for replay once it is fixed.
+type DisabledError struct{ Err error }
+
+func (e *DisabledError) Error() string { return "sink disabled: " + e.Err.Error() }
+func (e *DisabledError) Unwrap() error { return e.Err }
+
+// Disabled wraps err as a DisabledError.
+func Disabled(err error) error { return &DisabledError{Err: err} }

@@ -12,7 +12,7 @@ func TestPeekMeta(t *testing.T) {
 	e := &pipeline.Event{ID: "abc", Schema: pipeline.Schema, Kind: pipeline.KindDeviceAlert, Seq: 42, Time: when,
 		Observed: when, Severity: "high", SeverityScore: 7, Message: `a "quoted" line`,
 		Source: pipeline.Source{Product: pipeline.ProductOTSecurity, Instance: "plant-a", Stream: "s1", SiteIP: "10.0.0.1", SensorIP: "10.0.0.2"},
-		Raw: []byte(`{"id":"x","source":{"instance":"evil"}}`)}
+		Raw:    []byte(`{"id":"x","source":{"instance":"evil"}}`)}
 	data, err := pipeline.MarshalEvent(e)
 	if err != nil {
 		t.Fatal(err)
