@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -22,17 +23,24 @@ type dispatcher struct {
 	retries      atomic.Uint64
 	deadLettered atomic.Uint64
 	failing      atomic.Bool
+	disabled     atomic.Bool
 }
 
 // init loads the sink's cursor. A sink seen for the first time starts at the
 // journal's end, so adding a sink to a running installation does not replay
-// the retained history (on a new state file that end is 0: everything).
+// the retained history (on a new state file that end is 0: everything),
+// unless its options say StartEarliest.
 func (d *dispatcher) init() error {
 	c, ok, err := d.r.store.Cursor(d.name)
 	if err != nil {
 		return err
 	}
-	if !ok {
+	if !ok && d.opts.StartEarliest {
+		if err := d.r.store.SetCursor(d.name, 0); err != nil {
+			return err
+		}
+		d.log.Info("new sink starts at the oldest retained event (start: earliest)")
+	} else if !ok {
 		st, err := d.r.store.Stats()
 		if err != nil {
 			return err
@@ -69,6 +77,10 @@ func (d *dispatcher) run(ctx, deliverCtx context.Context) {
 		if !d.deliver(ctx, deliverCtx, batch) {
 			return
 		}
+		if d.disabled.Load() {
+			<-ctx.Done()
+			return
+		}
 	}
 }
 
@@ -84,11 +96,46 @@ func (d *dispatcher) deliver(ctx, deliverCtx context.Context, batch []Entry) boo
 			d.advance(batch)
 			break
 		}
+		var rej *RejectedError
+		if errors.As(err, &rej) {
+			handled, rest := 0, rej.Err
+			var partial *PartialError
+			switch {
+			case rej.Err == nil:
+				handled = len(batch)
+			case errors.As(rej.Err, &partial) && partial.Done <= len(batch):
+				handled, rest = partial.Done, partial.Err
+			}
+			if derr := d.reject(batch[:handled], rej.Items); derr != nil {
+				err = derr // the whole batch is tried again
+			} else {
+				if handled > 0 {
+					d.advance(batch[:handled])
+					batch = batch[handled:]
+				}
+				if len(batch) == 0 {
+					break
+				}
+				err = rest
+				if err == nil {
+					err = errors.New("the sink rejected events without saying how the rest went")
+				}
+			}
+		}
 		var partial *PartialError
 		if errors.As(err, &partial) && partial.Done > 0 && partial.Done <= len(batch) {
 			d.advance(batch[:partial.Done])
 			batch = batch[partial.Done:]
 			err = partial.Err
+		}
+		var dis *DisabledError
+		if errors.As(err, &dis) {
+			d.disabled.Store(true)
+			d.failing.Store(true)
+			d.log.Error("SINK DISABLED: the destination asked never to be sent to again; its events stay in the journal "+
+				"(and go to dead-letter when state.max_bytes is reached); fix the destination, restart, or replay",
+				zap.Error(err), zap.Uint64("cursor", d.cursor.Load()))
+			return true
 		}
 		if IsPermanent(err) {
 			if derr := d.r.dead.write(d.name, batch, err.Error()); derr != nil {
@@ -121,6 +168,26 @@ func (d *dispatcher) deliver(ctx, deliverCtx context.Context, batch []Entry) boo
 		d.failing.Store(false)
 	}
 	return true
+}
+
+// reject dead-letters the rejected entries that lie within handled, each
+// with its own reason.
+func (d *dispatcher) reject(handled []Entry, items []Rejection) error {
+	n := 0
+	for _, it := range items {
+		if it.Index < 0 || it.Index >= len(handled) {
+			continue
+		}
+		if err := d.r.dead.write(d.name, handled[it.Index:it.Index+1], it.Reason); err != nil {
+			return fmt.Errorf("dead-letter write failed: %w", err)
+		}
+		n++
+	}
+	if n > 0 {
+		d.deadLettered.Add(uint64(n))
+		d.log.Error("sink rejected events; moved to dead-letter", zap.Int("events", n), zap.String("first_reason", items[0].Reason))
+	}
+	return nil
 }
 
 func (d *dispatcher) advance(done []Entry) {

@@ -56,6 +56,9 @@ type SinkOptions struct {
 	Batch int
 	// BatchBytes is the most event bytes per delivery (default 4 MiB).
 	BatchBytes int
+	// StartEarliest makes a sink the state file has not seen before start
+	// at the oldest retained event instead of the journal's end.
+	StartEarliest bool
 }
 
 // Runner schedules polls, journals what they return and dispatches the
@@ -325,7 +328,16 @@ type SinkStatus struct {
 	Retries      uint64 `json:"retries"`
 	DeadLettered uint64 `json:"dead_lettered"`
 	Failing      bool   `json:"failing"`
+	// State is up, retrying or disabled.
+	State string `json:"state"`
 }
+
+// Sink states in SinkStatus.State.
+const (
+	SinkUp       = "up"
+	SinkRetrying = "retrying"
+	SinkDisabled = "disabled"
+)
 
 // Snapshot returns current counters.
 func (r *Runner) Snapshot() Snapshot {
@@ -348,9 +360,16 @@ func (r *Runner) Snapshot() Snapshot {
 		if snap.LastSeq > c {
 			lag = snap.LastSeq - c
 		}
+		st := SinkUp
+		switch {
+		case d.disabled.Load():
+			st = SinkDisabled
+		case d.failing.Load():
+			st = SinkRetrying
+		}
 		snap.Sinks = append(snap.Sinks, SinkStatus{
 			Name: d.name, Cursor: c, Lag: lag, Delivered: d.delivered.Load(),
-			Retries: d.retries.Load(), DeadLettered: d.deadLettered.Load(), Failing: d.failing.Load(),
+			Retries: d.retries.Load(), DeadLettered: d.deadLettered.Load(), Failing: d.failing.Load(), State: st,
 		})
 	}
 	return snap

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -82,7 +83,8 @@ func (m *memSink) Deliver(_ context.Context, batch []pipeline.Entry) error {
 	if m.fail != nil {
 		if err := m.fail(m.calls, batch); err != nil {
 			var p *pipeline.PartialError
-			if errors.As(err, &p) {
+			var r *pipeline.RejectedError
+			if errors.As(err, &p) && !errors.As(err, &r) { // fail keeps what it rejects itself
 				m.keep(batch[:p.Done])
 			}
 			return err
@@ -305,33 +307,145 @@ func TestBudgetEvictsOnlyTheStuckSink(t *testing.T) {
 	}
 }
 
-// TestNewSinkStartsAtJournalEnd: a sink added to an existing state file
-// does not replay history.
-func TestNewSinkStartsAtJournalEnd(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "s.db")
-	st, err := state.Open(path, state.Options{})
-	if err != nil {
-		t.Fatal(err)
+// TestNewSinkStart: a sink added to an existing state file does not replay
+// history, unless it says start: earliest; either way its cursor is kept
+// from then on.
+func TestNewSinkStart(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		earliest   bool
+		wantGot    int
+		wantCursor uint64
+	}{
+		{"end", false, 0, 2},
+		{"earliest", true, 2, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			st, err := state.Open(filepath.Join(dir, "s.db"), state.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			if _, err := st.Commit(state.Commit{Stream: "x", Events: []state.Append{{Data: []byte(`{"a":1}`)}, {Data: []byte(`{"a":2}`)}}}); err != nil {
+				t.Fatal(err)
+			}
+			r := pipeline.NewRunner(st, zap.NewNop(), pipeline.Options{DeadLetterDir: dir})
+			late := &memSink{}
+			r.AddSink("late", late, pipeline.SinkOptions{StartEarliest: tc.earliest})
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			if err := r.Run(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if len(late.got) != tc.wantGot {
+				t.Fatalf("new sink got %d old events, want %d", len(late.got), tc.wantGot)
+			}
+			if c, ok, _ := st.Cursor("late"); !ok || c != tc.wantCursor {
+				t.Fatalf("new sink cursor = %d %v, want %d", c, ok, tc.wantCursor)
+			}
+		})
 	}
-	if _, err := st.Commit(state.Commit{Stream: "x", Events: []state.Append{{Data: []byte(`{"a":1}`)}, {Data: []byte(`{"a":2}`)}}}); err != nil {
-		t.Fatal(err)
+}
+
+// TestRejectedEventsGoToDeadLetter: a sink that refuses single events (too
+// large for syslog, say) gets the rest delivered once each, and the refused
+// ones are in its dead-letter file with their own reason.
+func TestRejectedEventsGoToDeadLetter(t *testing.T) {
+	h := newHarness(t, pipeline.Options{})
+	base := time.Now().UTC()
+	s := &scriptStream{id: "t/r"}
+	for i := 0; i < 50; i++ {
+		s.set(fmt.Sprint(i), base.Add(time.Duration(i)*time.Millisecond), fmt.Sprintf(`{"id":%d}`, i))
 	}
-	r := pipeline.NewRunner(st, zap.NewNop(), pipeline.Options{DeadLetterDir: dir})
-	late := &memSink{}
-	r.AddSink("late", late, pipeline.SinkOptions{})
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	if err := r.Run(ctx); err != nil {
-		t.Fatal(err)
+	calls := 0
+	picky := &memSink{}
+	picky.fail = func(call int, b []pipeline.Entry) error {
+		calls++
+		var items []pipeline.Rejection
+		var ok []pipeline.Entry
+		for i, e := range b {
+			if e.Seq%10 == 0 {
+				items = append(items, pipeline.Rejection{Index: i, Reason: fmt.Sprintf("event %d too large", e.Seq)})
+			} else {
+				ok = append(ok, e)
+			}
+		}
+		if call == 1 { // the first attempt only gets through 15 entries
+			picky.keep(okBefore(ok, b[14].Seq))
+			return pipeline.Rejected(items, pipeline.Partial(15, errors.New("connection reset")))
+		}
+		picky.keep(ok)
+		return pipeline.Rejected(items, nil)
 	}
-	if len(late.got) != 0 {
-		t.Fatalf("a new sink replayed %d old events", len(late.got))
+	h.runner.AddSource(onePoller{[]pipeline.Stream{s}}, pipeline.SourceOptions{Interval: time.Hour})
+	h.runner.AddSink("picky", picky, pipeline.SinkOptions{Batch: 100})
+	h.start()
+	dl := filepath.Join(h.dir, "dead", "picky.deadletter.jsonl")
+	eventually(t, "45 delivered and 5 dead-lettered", func() bool {
+		return len(picky.events(t)) == 45 && countLines(dl) == 5
+	})
+	h.stop(t)
+	prev := uint64(0)
+	for _, e := range picky.events(t) {
+		if e.Seq%10 == 0 || e.Seq <= prev {
+			t.Fatalf("delivered seq %d after %d: rejected, duplicated or out of order", e.Seq, prev)
+		}
+		prev = e.Seq
 	}
-	if c, ok, _ := st.Cursor("late"); !ok || c != 2 {
-		t.Fatalf("new sink cursor = %d %v, want 2", c, ok)
+	if !strings.Contains(firstLine(t, dl), `"error":"event 10 too large"`) {
+		t.Errorf("dead-letter line = %s", firstLine(t, dl))
 	}
-	_ = st.Close()
+	if got := h.runner.Snapshot().Sinks[0].DeadLettered; got != 5 {
+		t.Errorf("dead_lettered = %d, want 5", got)
+	}
+}
+
+func okBefore(ok []pipeline.Entry, last uint64) []pipeline.Entry {
+	var out []pipeline.Entry
+	for _, e := range ok {
+		if e.Seq <= last {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// TestDisabledSinkStopsAndKeepsItsEvents: a sink that answers Disabled (410)
+// is not called again, shows as disabled, keeps its cursor where it was,
+// and the other sinks go on.
+func TestDisabledSinkStopsAndKeepsItsEvents(t *testing.T) {
+	h := newHarness(t, pipeline.Options{})
+	base := time.Now().UTC()
+	s := &scriptStream{id: "t/d"}
+	for i := 0; i < 20; i++ {
+		s.set(fmt.Sprint(i), base.Add(time.Duration(i)*time.Millisecond), fmt.Sprintf(`{"id":%d}`, i))
+	}
+	gone := &memSink{fail: func(int, []pipeline.Entry) error { return pipeline.Disabled(errors.New("410 Gone")) }}
+	up := &memSink{}
+	h.runner.AddSource(onePoller{[]pipeline.Stream{s}}, pipeline.SourceOptions{Interval: 20 * time.Millisecond})
+	h.runner.AddSink("gone", gone, pipeline.SinkOptions{Batch: 5})
+	h.runner.AddSink("up", up, pipeline.SinkOptions{Batch: 5})
+	h.start()
+	eventually(t, "healthy sink", func() bool { return len(up.events(t)) == 20 })
+	time.Sleep(100 * time.Millisecond) // time for any further (wrong) calls
+	snap := h.runner.Snapshot()
+	h.stop(t)
+	gone.mu.Lock()
+	calls := gone.calls
+	gone.mu.Unlock()
+	if calls != 1 {
+		t.Errorf("disabled sink called %d times, want 1", calls)
+	}
+	for _, sk := range snap.Sinks {
+		want := map[string]string{"gone": pipeline.SinkDisabled, "up": pipeline.SinkUp}[sk.Name]
+		if sk.State != want {
+			t.Errorf("sink %s state %q, want %q", sk.Name, sk.State, want)
+		}
+		if sk.Name == "gone" && (sk.Cursor != 0 || sk.Lag != 20) {
+			t.Errorf("disabled sink cursor %d lag %d, want 0 and 20", sk.Cursor, sk.Lag)
+		}
+	}
 }
 
 func countLines(path string) int {
