@@ -24,6 +24,9 @@ type dispatcher struct {
 	deadLettered atomic.Uint64
 	failing      atomic.Bool
 	disabled     atomic.Bool
+
+	// replay is set for a one-off replay: no cursor is stored.
+	replay bool
 }
 
 // init loads the sink's cursor. A sink seen for the first time starts at the
@@ -93,7 +96,7 @@ func (d *dispatcher) deliver(ctx, deliverCtx context.Context, batch []Entry) boo
 	for len(batch) > 0 {
 		err := d.sink.Deliver(deliverCtx, batch)
 		if err == nil {
-			d.advance(batch)
+			d.advance(batch, len(batch))
 			break
 		}
 		var rej *RejectedError
@@ -106,11 +109,11 @@ func (d *dispatcher) deliver(ctx, deliverCtx context.Context, batch []Entry) boo
 			case errors.As(rej.Err, &partial) && partial.Done <= len(batch):
 				handled, rest = partial.Done, partial.Err
 			}
-			if derr := d.reject(batch[:handled], rej.Items); derr != nil {
+			if n, derr := d.reject(batch[:handled], rej.Items); derr != nil {
 				err = derr // the whole batch is tried again
 			} else {
 				if handled > 0 {
-					d.advance(batch[:handled])
+					d.advance(batch[:handled], handled-n)
 					batch = batch[handled:]
 				}
 				if len(batch) == 0 {
@@ -124,7 +127,7 @@ func (d *dispatcher) deliver(ctx, deliverCtx context.Context, batch []Entry) boo
 		}
 		var partial *PartialError
 		if errors.As(err, &partial) && partial.Done > 0 && partial.Done <= len(batch) {
-			d.advance(batch[:partial.Done])
+			d.advance(batch[:partial.Done], partial.Done)
 			batch = batch[partial.Done:]
 			err = partial.Err
 		}
@@ -143,7 +146,7 @@ func (d *dispatcher) deliver(ctx, deliverCtx context.Context, batch []Entry) boo
 			} else {
 				d.log.Error("sink rejected a batch permanently; moved to dead-letter", zap.Error(err), zap.Int("events", len(batch)))
 				d.deadLettered.Add(uint64(len(batch)))
-				d.advance(batch)
+				d.advance(batch, 0)
 				break
 			}
 		}
@@ -172,14 +175,14 @@ func (d *dispatcher) deliver(ctx, deliverCtx context.Context, batch []Entry) boo
 
 // reject dead-letters the rejected entries that lie within handled, each
 // with its own reason.
-func (d *dispatcher) reject(handled []Entry, items []Rejection) error {
+func (d *dispatcher) reject(handled []Entry, items []Rejection) (int, error) {
 	n := 0
 	for _, it := range items {
 		if it.Index < 0 || it.Index >= len(handled) {
 			continue
 		}
 		if err := d.r.dead.write(d.name, handled[it.Index:it.Index+1], it.Reason); err != nil {
-			return fmt.Errorf("dead-letter write failed: %w", err)
+			return 0, fmt.Errorf("dead-letter write failed: %w", err)
 		}
 		n++
 	}
@@ -187,18 +190,22 @@ func (d *dispatcher) reject(handled []Entry, items []Rejection) error {
 		d.deadLettered.Add(uint64(n))
 		d.log.Error("sink rejected events; moved to dead-letter", zap.Int("events", n), zap.String("first_reason", items[0].Reason))
 	}
-	return nil
+	return n, nil
 }
 
-func (d *dispatcher) advance(done []Entry) {
+// advance moves the cursor past done, of which delivered reached the sink
+// (the rest were dead-lettered).
+func (d *dispatcher) advance(done []Entry, delivered int) {
 	last := done[len(done)-1].Seq
 	// The cursor write is what makes the delivery count; if it fails the
 	// batch is delivered again later (at least once).
-	if err := d.r.store.SetCursor(d.name, last); err != nil {
+	if d.replay {
+		// nothing to store
+	} else if err := d.r.store.SetCursor(d.name, last); err != nil {
 		d.log.Error("cursor write failed; the batch may be delivered again", zap.Error(err))
 	}
 	d.cursor.Store(last)
-	d.delivered.Add(uint64(len(done)))
+	d.delivered.Add(uint64(delivered))
 }
 
 // sleepCtx waits d or until ctx ends; it reports whether the wait completed.

@@ -356,3 +356,41 @@ func (s *Store) deleteEvicted(ev []Eviction) error {
 		return trimTimeIndex(tx, ev[len(ev)-1].Entry.Seq)
 	})
 }
+
+// SeqRange returns the journal sequence numbers of the retained entries
+// committed within [since, until): first is the first such entry and last
+// the last one; ok is false when there is none. A zero until means no upper
+// bound. Commit times come from the time index, one per commit.
+func (s *Store) SeqRange(since, until time.Time) (first, last uint64, ok bool, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		lastSeq := getUint(tx.Bucket(bucketMeta), keyJournalSeq)
+		jk, _ := tx.Bucket(bucketJournal).Cursor().First()
+		if jk == nil {
+			return nil
+		}
+		oldest := binary.BigEndian.Uint64(jk)
+		first, last = 0, 0
+		c := tx.Bucket(bucketJTime).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			seq := binary.BigEndian.Uint64(k)
+			at := time.Unix(0, int64(binary.BigEndian.Uint64(v)))
+			if !until.IsZero() && !at.Before(until) {
+				if first != 0 {
+					last = seq - 1
+				}
+				break
+			}
+			if first == 0 && !at.Before(since) {
+				first = max(seq, oldest)
+			}
+		}
+		if first != 0 && last == 0 {
+			last = lastSeq
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, 0, false, fmt.Errorf("state: journal time range: %w", err)
+	}
+	return first, last, first != 0 && last >= first, nil
+}

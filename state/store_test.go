@@ -296,3 +296,42 @@ func TestReopenKeepsEverything(t *testing.T) {
 		t.Fatalf("next seq = %d %v, want 6", first, err)
 	}
 }
+
+// TestSeqRange: the journal entries committed in a time window, by the
+// commit-time index.
+func TestSeqRange(t *testing.T) {
+	s := openTemp(t)
+	var marks []time.Time
+	for i := 0; i < 3; i++ {
+		marks = append(marks, time.Now())
+		time.Sleep(5 * time.Millisecond)
+		c := Commit{Stream: "x", Events: []Append{{Data: []byte(`{"a":1}`)}, {Data: []byte(`{"a":2}`)}}}
+		if _, err := s.Commit(c); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	end := time.Now()
+	for _, tc := range []struct {
+		name         string
+		since, until time.Time
+		first, last  uint64
+		ok           bool
+	}{
+		{"everything", time.Time{}, time.Time{}, 1, 6, true},
+		{"from the second commit", marks[1], time.Time{}, 3, 6, true},
+		{"only the second commit", marks[1], marks[2], 3, 4, true},
+		{"before anything", time.Time{}, marks[0], 0, 0, false},
+		{"after everything", end, time.Time{}, 0, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			first, last, ok, err := s.SeqRange(tc.since, tc.until)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok != tc.ok || (ok && (first != tc.first || last != tc.last)) {
+				t.Fatalf("SeqRange = %d..%d %v, want %d..%d %v", first, last, ok, tc.first, tc.last, tc.ok)
+			}
+		})
+	}
+}
