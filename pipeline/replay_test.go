@@ -134,4 +134,3 @@ func FuzzReadDeadLetters(f *testing.F) {
 		})
 	})
 }
-
