@@ -8,7 +8,6 @@ import (
 	"io"
 	"maps"
 	"os"
-	"path/filepath"
 	"runtime/pprof"
 	"slices"
 	"time"
@@ -19,7 +18,6 @@ import (
 	"github.com/mdbridge/mdbridge/configs"
 	"github.com/mdbridge/mdbridge/pipeline"
 	"github.com/mdbridge/mdbridge/pollers/otsec"
-	"github.com/mdbridge/mdbridge/sinks/file"
 	"github.com/mdbridge/mdbridge/state"
 )
 
@@ -142,7 +140,7 @@ func runBridge(ctx context.Context, cfg *configs.Config, log *zap.Logger, onStar
 	r := pipeline.NewRunner(store, log, pipeline.Options{
 		Retention:     cfg.State.Retention,
 		MaxBytes:      uint64(cfg.State.MaxBytes),
-		DeadLetterDir: filepath.Join(filepath.Dir(cfg.State.Path), "deadletter"),
+		DeadLetterDir: deadLetterDir(cfg),
 	})
 	now := time.Now()
 	for _, name := range sortedKeys(cfg.Sources) {
@@ -168,18 +166,12 @@ func runBridge(ctx context.Context, cfg *configs.Config, log *zap.Logger, onStar
 		}
 	}()
 	for _, name := range sortedKeys(cfg.Sinks) {
-		sc := cfg.Sinks[name]
-		switch {
-		case sc.File != nil:
-			s, err := file.New(*sc.File, log.With(zap.String("sink", name)))
-			if err != nil {
-				return fmt.Errorf("sinks.%s: %w", name, err)
-			}
-			sinks = append(sinks, s)
-			r.AddSink(name, s, pipeline.SinkOptions{Batch: sc.File.Batch})
-		default:
-			return fmt.Errorf("sinks.%s: type %q is not supported by this build", name, sc.Type)
+		s, opts, err := buildSink(name, cfg.Sinks[name], log)
+		if err != nil {
+			return err
 		}
+		sinks = append(sinks, s)
+		r.AddSink(name, s, opts)
 	}
 	admin, err := startAdmin(cfg.Admin.Listen, log)
 	if err != nil {

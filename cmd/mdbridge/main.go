@@ -6,6 +6,8 @@
 //
 //	mdbridge run -c FILE        run the bridge
 //	mdbridge validate -c FILE   print the resolved config (secrets redacted) or every problem
+//	mdbridge replay -c FILE --sink NAME [--since T] [--until T]
+//	                            deliver a sink's dead-letter file, or a journal window, again
 //	mdbridge demo [--dir D] [--for 30s]   run against a built-in simulator, no setup
 //	mdbridge version
 package main
@@ -35,6 +37,10 @@ const usage = `mdbridge carries OPSWAT MetaDefender events to NATS, syslog, webh
 Usage:
   mdbridge run -c FILE                   run the bridge with a config file
   mdbridge validate -c FILE              check a config: print it resolved (secrets redacted) or list every problem
+  mdbridge replay -c FILE --sink NAME    deliver the sink's dead-letter file again (works while the bridge runs)
+  mdbridge replay -c FILE --sink NAME --since T [--until T]
+                                         deliver the journal entries received in [T, until) again
+                                         (T: RFC 3339 or a duration ago such as 2h; the bridge must be stopped)
   mdbridge demo [--dir DIR] [--for DUR]  run against a built-in OT Security simulator, writing DIR/events.jsonl
   mdbridge version                       print the version
 
@@ -53,6 +59,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdRun(ctx, args[1:], stderr)
 	case "validate":
 		return cmdValidate(args[1:], stdout, stderr)
+	case "replay":
+		err = cmdReplay(ctx, args[1:], stdout, stderr)
 	case "demo":
 		err = cmdDemo(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-v":

@@ -43,7 +43,7 @@ state: { pth: x }
 sources:
   plant-a: { type: otsecurity, url: "ftp://x", token: `+plantedToken+`, page_limit: 0 }
 sinks:
-  archive: { type: file, path: out.jsonl, format: cef }
+  archive: { type: file, path: out.jsonl, format: xml }
 `)
 	tests := []struct {
 		name     string

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 
 	"github.com/mdbridge/mdbridge/pipeline"
+	"github.com/mdbridge/mdbridge/sinks"
+	"github.com/mdbridge/mdbridge/sinks/format"
 )
 
 // Type is the value of a sink's `type` key that selects this sink.
@@ -27,15 +29,22 @@ type Config struct {
 	MaxBytes pipeline.ByteSize `koanf:"max_bytes" json:"max_bytes"`
 	// MaxFiles is how many rotated files are kept besides the active one.
 	MaxFiles int `koanf:"max_files" json:"max_files"`
-	// Format of each line; only json (schema v1) in this version.
+	// Format of each line: json (schema v1), cef, leef or ocsf.
 	Format string `koanf:"format" json:"format"`
 	// Batch is the most events handed to the sink at once.
 	Batch int `koanf:"batch" json:"batch"`
+	// Start is where a sink new to the state file begins: end or earliest.
+	Start string `koanf:"start" json:"start"`
+}
+
+// Common returns the keys every sink has.
+func (c Config) Common() sinks.Common {
+	return sinks.Common{Format: c.Format, Batch: c.Batch, Start: c.Start}
 }
 
 // DefaultConfig returns the defaults that a user's YAML is decoded onto.
 func DefaultConfig() Config {
-	return Config{Sync: SyncBatch, MaxBytes: 100 << 20, MaxFiles: 10, Format: "json", Batch: 1000}
+	return Config{Sync: SyncBatch, MaxBytes: 100 << 20, MaxFiles: 10, Format: format.JSON, Batch: 1000, Start: sinks.StartEnd}
 }
 
 // Validate reports every problem at once; each message starts with the key.
@@ -58,11 +67,6 @@ func (c *Config) Validate() error {
 	if c.MaxFiles < 0 {
 		add("max_files", "must not be negative")
 	}
-	if c.Format != "json" {
-		add("format", "unknown format %q (supported: json)", c.Format)
-	}
-	if c.Batch < 1 || c.Batch > 100000 {
-		add("batch", "must be between 1 and 100000")
-	}
+	errs = append(errs, c.Common().Validate()...)
 	return errors.Join(errs...)
 }

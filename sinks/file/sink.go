@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mdbridge/mdbridge/pipeline"
+	"github.com/mdbridge/mdbridge/sinks/format"
 )
 
 const (
@@ -59,7 +60,8 @@ type Sink struct {
 	dirSyncPending bool
 	closed         bool
 
-	buf []byte // one write buffer, reused across batches
+	buf    []byte // one write buffer, reused across batches
+	format format.Formatter
 }
 
 var _ pipeline.Sink = (*Sink)(nil)
@@ -76,7 +78,12 @@ func New(cfg Config, log *zap.Logger) (*Sink, error) {
 		log = zap.NewNop()
 	}
 	path := filepath.Clean(cfg.Path)
+	f, err := format.New(cfg.Format)
+	if err != nil {
+		return nil, fmt.Errorf("file sink %s: format: %w", cfg.Path, err)
+	}
 	s := &Sink{
+		format: f,
 		cfg:  cfg,
 		log:  log.With(zap.String("path", path)),
 		path: path,
@@ -99,35 +106,57 @@ func New(cfg Config, log *zap.Logger) (*Sink, error) {
 //
 // If the write or the fsync fails, the file is truncated back to its size
 // before the batch, so no partial line stays, and the error is returned for
-// the dispatcher to retry. An entry whose data is empty or contains a newline
-// makes the whole batch a pipeline.Permanent error and nothing of it is
-// written.
+// the dispatcher to retry. An entry that cannot be rendered in the sink's
+// format, or whose rendering is empty or holds a newline, is not written:
+// it comes back in a pipeline.Rejected error (to dead-letter) while the
+// rest of the batch is written.
 func (s *Sink) Deliver(ctx context.Context, batch []pipeline.Entry) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	// Check the batch before taking the lock or touching the file: a bad
-	// batch is rejected whatever state the file is in.
-	n := int64(0)
-	for i := range batch {
-		d := batch[i].Data
-		if len(d) == 0 {
-			return pipeline.Permanent(fmt.Errorf("file sink %s: entry seq %d has no data", s.path, batch[i].Seq))
-		}
-		if bytes.IndexByte(d, '\n') >= 0 {
-			return pipeline.Permanent(fmt.Errorf("file sink %s: entry seq %d contains a newline, which would break the JSON lines file", s.path, batch[i].Seq))
-		}
-		n += int64(len(d)) + 1
-	}
-	if n == 0 {
-		return nil
-	}
-
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return fmt.Errorf("file sink %s: %w", s.path, os.ErrClosed)
 	}
+
+	// Render first: a bad entry is rejected whatever state the file is in.
+	buf := s.buf[:0]
+	var rejected []pipeline.Rejection
+	for i := range batch {
+		start := len(buf)
+		out, err := s.format.Append(buf, batch[i].Data)
+		switch {
+		case err != nil:
+			err = fmt.Errorf("file sink %s: entry seq %d: %w", s.path, batch[i].Seq, err)
+		case len(out) == start:
+			err = fmt.Errorf("file sink %s: entry seq %d has no data", s.path, batch[i].Seq)
+		case bytes.IndexByte(out[start:], '\n') >= 0:
+			err = fmt.Errorf("file sink %s: entry seq %d contains a newline, which would break the lines file", s.path, batch[i].Seq)
+		}
+		if err != nil {
+			rejected = append(rejected, pipeline.Rejection{Index: i, Reason: err.Error()})
+			buf = out[:start]
+			continue
+		}
+		buf = append(out, '\n')
+	}
+	if cap(buf) <= maxKeptBuffer {
+		s.buf = buf[:0]
+	} else {
+		s.buf = nil
+	}
+	done := func(err error) error {
+		if len(rejected) > 0 && err == nil {
+			return pipeline.Rejected(rejected, nil)
+		}
+		return err
+	}
+	n := int64(len(buf))
+	if n == 0 {
+		return done(nil)
+	}
+
 	if s.f == nil {
 		// A rotation could not open the fresh file; try again.
 		if err := s.open(); err != nil {
@@ -152,20 +181,6 @@ func (s *Sink) Deliver(ctx context.Context, batch []pipeline.Entry) error {
 		s.dirSyncPending = false
 	}
 
-	buf := s.buf[:0]
-	if int64(cap(buf)) < n {
-		buf = make([]byte, 0, n)
-	}
-	for i := range batch {
-		buf = append(buf, batch[i].Data...)
-		buf = append(buf, '\n')
-	}
-	if cap(buf) <= maxKeptBuffer {
-		s.buf = buf[:0]
-	} else {
-		s.buf = nil
-	}
-
 	if _, err := s.f.Write(buf); err != nil {
 		return s.undo("write", len(batch), err)
 	}
@@ -178,7 +193,7 @@ func (s *Sink) Deliver(ctx context.Context, batch []pipeline.Entry) error {
 		}
 	}
 	s.size += n
-	return nil
+	return done(nil)
 }
 
 // undo truncates the file back to the size before a failed batch and returns

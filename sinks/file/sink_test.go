@@ -433,7 +433,9 @@ func TestRepairPartialLineOnOpen(t *testing.T) {
 	}
 }
 
-func TestBadDataIsPermanent(t *testing.T) {
+// TestBadEntriesAreRejected: an entry that cannot be a line is handed back
+// for dead-letter, and the rest of its batch is written.
+func TestBadEntriesAreRejected(t *testing.T) {
 	tests := []struct {
 		name string
 		data string
@@ -454,21 +456,22 @@ func TestBadDataIsPermanent(t *testing.T) {
 			batch := entries(3, 3, 50)
 			batch[1].Data = []byte(tt.data)
 			err := s.Deliver(context.Background(), batch)
-			if !pipeline.IsPermanent(err) {
-				t.Fatalf("err = %v, want a permanent error", err)
+			var rej *pipeline.RejectedError
+			if !errors.As(err, &rej) || rej.Err != nil || len(rej.Items) != 1 || rej.Items[0].Index != 1 {
+				t.Fatalf("err = %v, want entry 1 rejected and the rest written", err)
 			}
-			if !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "seq 4") {
-				t.Errorf("error %q should name the path and the entry's seq", err)
+			if r := rej.Items[0].Reason; !strings.Contains(r, path) || !strings.Contains(r, "seq 4") {
+				t.Errorf("reason %q should name the path and the entry's seq", r)
 			}
-			if got := readFile(t, path); got != lines(before) {
-				t.Errorf("a rejected batch changed the file")
+			if got := readFile(t, path); got != lines(before, []pipeline.Entry{batch[0], batch[2]}) {
+				t.Errorf("file is not the earlier batch plus the two good entries")
 			}
 			// The sink stays usable.
 			after := entries(3, 1, 50)
 			if err := s.Deliver(context.Background(), after); err != nil {
 				t.Fatal(err)
 			}
-			if got := readFile(t, path); got != lines(before, after) {
+			if got := readFile(t, path); got != lines(before, []pipeline.Entry{batch[0], batch[2]}, after) {
 				t.Errorf("file not as expected after the next good batch")
 			}
 		})
