@@ -84,11 +84,11 @@ func New(cfg Config, log *zap.Logger) (*Sink, error) {
 	}
 	s := &Sink{
 		format: f,
-		cfg:  cfg,
-		log:  log.With(zap.String("path", path)),
-		path: path,
-		dir:  filepath.Dir(path),
-		base: filepath.Base(path),
+		cfg:    cfg,
+		log:    log.With(zap.String("path", path)),
+		path:   path,
+		dir:    filepath.Dir(path),
+		base:   filepath.Base(path),
 	}
 	if err := mkdirAll(s.dir); err != nil {
 		return nil, fmt.Errorf("file sink %s: create directory %s: %w", path, s.dir, err)
