@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mdbridge/mdbridge/configs"
 )
 
 func TestLayout(t *testing.T) {
@@ -45,7 +47,11 @@ func TestCountingBody(t *testing.T) {
 }
 
 func TestBridgeConfigListsEverySensor(t *testing.T) {
-	cfg := string(bridgeConfig("http://127.0.0.1:1", "/s/db", "/o/e.jsonl", 2, 3, 500, 10*time.Second))
+	sink := (&fileReceiver{lc: &lineCounter{path: "/o/e.jsonl"}}).yaml()
+	cfg := string(bridgeConfig("http://127.0.0.1:1", "/s/db", sink, 2, 3, 500, 10*time.Second))
+	if _, err := configs.Parse([]byte(cfg), nil); err != nil {
+		t.Fatalf("the bridge would not take this config: %v\n%s", err, cfg)
+	}
 	if n := strings.Count(cfg, "sensor_ip:"); n != 6 {
 		t.Errorf("%d sensors in the config, want 6:\n%s", n, cfg)
 	}

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,6 +42,7 @@ type options struct {
 	countRequests bool
 	cpuProfile    string
 	lookback      time.Duration
+	sinks         []string
 }
 
 func parseFlags(args []string, out io.Writer) (*options, error) {
@@ -68,9 +70,13 @@ func parseFlags(args []string, out io.Writer) (*options, error) {
 	fs.DurationVar(&o.lookback, "lookback", 10*time.Second,
 		"the bridge's lookback: each poll re-reads this far behind the watermark, so it costs rate x lookback records per poll (the simulator's late records are at most 5s late)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "pass -cpuprofile FILE to the bridge (a CPU profile of its whole run)")
+	sinkList := fs.String("sinks", "file", "comma-separated sinks the bridge delivers to, each with its receiver inside mdload on loopback: "+
+		"file, nats (embedded nats-server with a JetStream file stream), syslog (TCP, octet counting), webhook (HTTP); "+
+		"events count as delivered when every sink has them")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
+	o.sinks = strings.Split(*sinkList, ",")
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
@@ -92,6 +98,11 @@ func parseFlags(args []string, out io.Writer) (*options, error) {
 	}
 	if o.timeout <= 0 {
 		errs = append(errs, errors.New("-timeout must be positive"))
+	}
+	for _, n := range o.sinks {
+		if !slices.Contains(sinkNames, n) {
+			errs = append(errs, fmt.Errorf("-sinks: unknown sink %q (known: %s)", n, strings.Join(sinkNames, ", ")))
+		}
 	}
 	return o, errors.Join(errs...)
 }
@@ -118,50 +129,52 @@ func layout(streams int) (sites, sensors int, err error) {
 // result is what one measurement found. Fields that could not be measured
 // are left out of the JSON.
 type result struct {
-	Mode           string  `json:"mode"` // backlog or rate
-	Streams        int     `json:"streams"`
-	Sites          int     `json:"sites"`
-	SensorsPerSite int     `json:"sensors_per_site"`
-	PerStream      int     `json:"per_stream,omitempty"`
-	Backlog        int     `json:"backlog_per_stream"`
-	Target         int64   `json:"target_events,omitempty"`
-	Events         int64   `json:"events"`
-	Complete       bool    `json:"complete"`
-	FirstEventSec  float64 `json:"first_event_seconds"`
-	WallSec        float64 `json:"wall_seconds"`
-	EventsPerSec   float64 `json:"events_per_second"`
-	CPUUserMS      int64   `json:"cpu_user_ms"`
-	CPUSysMS       int64   `json:"cpu_sys_ms"`
-	CPUMSPer1000   float64 `json:"cpu_ms_per_1000_events"`
-	PeakRSSMiB     float64 `json:"peak_rss_mib"`
-	PeakAnonMiB    float64 `json:"peak_rss_anon_mib,omitempty"` // sampled from /proc every 100 ms
-	PeakFileMiB    float64 `json:"peak_rss_file_mib,omitempty"` // mapped file pages (bbolt), same sampling
-	OutputBytes    int64   `json:"output_bytes"`
-	BytesPerEvent  float64 `json:"output_bytes_per_event"`
-	StateBytes     int64   `json:"state_file_bytes"`
-	DeadLettered   int64   `json:"dead_lettered"`
-	BridgeExit     int     `json:"bridge_exit_code"`
-	BridgeStopSec  float64 `json:"bridge_stop_seconds"`
-	LogWarnings    int     `json:"bridge_log_warnings"`
-	LogErrors      int     `json:"bridge_log_errors"`
-	LogSample      string  `json:"bridge_log_sample,omitempty"`
-	SimFillSec     float64 `json:"sim_fill_seconds"`
-	SimCPUMS       int64   `json:"sim_cpu_ms,omitempty"` // over its whole life, backlog fill included
-	SimPeakRSSMiB  float64 `json:"sim_peak_rss_mib,omitempty"`
-	SelfCPUMS      int64   `json:"mdload_cpu_ms"`
-	Requests       *int64  `json:"requests,omitempty"`
-	ResponseBytes  *int64  `json:"response_bytes,omitempty"`
-	RecordsServed  *int64  `json:"records_served,omitempty"`
-	Rate           float64 `json:"rate,omitempty"`
-	DurationSec    float64 `json:"duration_seconds,omitempty"`
-	Expected       int64   `json:"expected_events,omitempty"`
-	WarmupSec      float64 `json:"warmup_seconds,omitempty"`
-	MaxLagSec      float64 `json:"max_lag_seconds,omitempty"`
-	FinalLagSec    float64 `json:"final_lag_seconds,omitempty"`
-	Samples        int     `json:"lag_samples,omitempty"`
-	CPUs           int     `json:"cpus"`
-	Dir            string  `json:"dir,omitempty"`
-	Interrupted    bool    `json:"interrupted,omitempty"`
+	Mode           string           `json:"mode"` // backlog or rate
+	Streams        int              `json:"streams"`
+	Sites          int              `json:"sites"`
+	SensorsPerSite int              `json:"sensors_per_site"`
+	PerStream      int              `json:"per_stream,omitempty"`
+	Backlog        int              `json:"backlog_per_stream"`
+	Target         int64            `json:"target_events,omitempty"`
+	Events         int64            `json:"events"`
+	Sinks          []string         `json:"sinks"`
+	PerSink        map[string]int64 `json:"per_sink"`
+	Complete       bool             `json:"complete"`
+	FirstEventSec  float64          `json:"first_event_seconds"`
+	WallSec        float64          `json:"wall_seconds"`
+	EventsPerSec   float64          `json:"events_per_second"`
+	CPUUserMS      int64            `json:"cpu_user_ms"`
+	CPUSysMS       int64            `json:"cpu_sys_ms"`
+	CPUMSPer1000   float64          `json:"cpu_ms_per_1000_events"`
+	PeakRSSMiB     float64          `json:"peak_rss_mib"`
+	PeakAnonMiB    float64          `json:"peak_rss_anon_mib,omitempty"` // sampled from /proc every 100 ms
+	PeakFileMiB    float64          `json:"peak_rss_file_mib,omitempty"` // mapped file pages (bbolt), same sampling
+	OutputBytes    int64            `json:"output_bytes"`
+	BytesPerEvent  float64          `json:"output_bytes_per_event"`
+	StateBytes     int64            `json:"state_file_bytes"`
+	DeadLettered   int64            `json:"dead_lettered"`
+	BridgeExit     int              `json:"bridge_exit_code"`
+	BridgeStopSec  float64          `json:"bridge_stop_seconds"`
+	LogWarnings    int              `json:"bridge_log_warnings"`
+	LogErrors      int              `json:"bridge_log_errors"`
+	LogSample      string           `json:"bridge_log_sample,omitempty"`
+	SimFillSec     float64          `json:"sim_fill_seconds"`
+	SimCPUMS       int64            `json:"sim_cpu_ms,omitempty"` // over its whole life, backlog fill included
+	SimPeakRSSMiB  float64          `json:"sim_peak_rss_mib,omitempty"`
+	SelfCPUMS      int64            `json:"mdload_cpu_ms"`
+	Requests       *int64           `json:"requests,omitempty"`
+	ResponseBytes  *int64           `json:"response_bytes,omitempty"`
+	RecordsServed  *int64           `json:"records_served,omitempty"`
+	Rate           float64          `json:"rate,omitempty"`
+	DurationSec    float64          `json:"duration_seconds,omitempty"`
+	Expected       int64            `json:"expected_events,omitempty"`
+	WarmupSec      float64          `json:"warmup_seconds,omitempty"`
+	MaxLagSec      float64          `json:"max_lag_seconds,omitempty"`
+	FinalLagSec    float64          `json:"final_lag_seconds,omitempty"`
+	Samples        int              `json:"lag_samples,omitempty"`
+	CPUs           int              `json:"cpus"`
+	Dir            string           `json:"dir,omitempty"`
+	Interrupted    bool             `json:"interrupted,omitempty"`
 }
 
 func run(ctx context.Context, args []string) int {
@@ -297,9 +310,22 @@ func measure(ctx context.Context, o *options, logw io.Writer) (*result, error) {
 		maxPage = max(o.perStream, 200)
 	}
 	cfgPath := filepath.Join(dir, "mdbridge.yaml")
-	outPath := filepath.Join(dir, "out", "events.jsonl")
 	statePath := filepath.Join(dir, "state", "mdbridge.db")
-	if err := os.WriteFile(cfgPath, bridgeConfig(upstream, statePath, outPath, sites, sensors, maxPage, o.lookback), 0o600); err != nil {
+	recv, err := startReceivers(ctx, o.sinks, dir)
+	if err != nil {
+		return res, err
+	}
+	defer func() {
+		for _, r := range recv {
+			r.close()
+		}
+	}()
+	var sinkYAML strings.Builder
+	for _, r := range recv {
+		sinkYAML.WriteString(r.yaml())
+	}
+	res.Sinks = o.sinks
+	if err := os.WriteFile(cfgPath, bridgeConfig(upstream, statePath, sinkYAML.String(), sites, sensors, maxPage, o.lookback), 0o600); err != nil {
 		return res, err
 	}
 	logPath := filepath.Join(dir, "bridge.log")
@@ -338,8 +364,22 @@ func measure(ctx context.Context, o *options, logw io.Writer) (*result, error) {
 	defer stopBridge()
 	logf("mdbridge started (log %s)", logPath)
 
-	lc := &lineCounter{path: outPath}
-	defer lc.close()
+	// The events delivered are those every sink has.
+	counts := make([]int64, len(recv))
+	delivered := func() (int64, error) {
+		n := int64(-1)
+		for i, r := range recv {
+			c, err := r.count()
+			if err != nil {
+				return 0, fmt.Errorf("%s receiver: %w", r.name(), err)
+			}
+			counts[i] = c
+			if n < 0 || c < n {
+				n = c
+			}
+		}
+		return n, nil
+	}
 	var firstEvent, lastEvent time.Time
 	var runErr error
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -366,7 +406,7 @@ loop:
 			res.PeakAnonMiB = max(res.PeakAnonMiB, float64(anon)/(1<<20))
 			res.PeakFileMiB = max(res.PeakFileMiB, float64(file)/(1<<20))
 		}
-		n, err := lc.update()
+		n, err := delivered()
 		if err != nil {
 			runErr = err
 			break loop
@@ -434,13 +474,19 @@ loop:
 		}
 	}
 	stopBridge()
-	if n, err := lc.update(); err == nil && res.Mode == "backlog" {
-		res.Events = n // lines that arrived between the last sample and the stop
+	if n, err := delivered(); err == nil && res.Mode == "backlog" {
+		res.Events = n // events that arrived between the last sample and the stop
+	}
+	res.PerSink = map[string]int64{}
+	for i, r := range recv {
+		res.PerSink[r.name()] = counts[i]
+		if fr, ok := r.(*fileReceiver); ok && fr.lc.lines > 0 {
+			res.OutputBytes = fr.lc.off
+			res.BytesPerEvent = float64(fr.lc.off) / float64(fr.lc.lines)
+		}
 	}
 	if res.Events > 0 {
 		res.CPUMSPer1000 = float64(res.CPUUserMS+res.CPUSysMS) / (float64(res.Events) / 1000)
-		res.OutputBytes = lc.off
-		res.BytesPerEvent = float64(lc.off) / float64(lc.lines)
 	}
 	if st, err := os.Stat(statePath); err == nil {
 		res.StateBytes = st.Size()
@@ -462,7 +508,7 @@ var servingLine = regexp.MustCompile(`mdsim: serving (https?://\S+) .*\(\d+ reco
 
 // bridgeConfig renders the bridge's configuration: a static list of every
 // site and sensor, one file sink.
-func bridgeConfig(url, statePath, outPath string, sites, sensors, maxPage int, lookback time.Duration) []byte {
+func bridgeConfig(url, statePath, sinkYAML string, sites, sensors, maxPage int, lookback time.Duration) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, `state:
   path: %q
@@ -489,13 +535,7 @@ sources:
 			fmt.Fprintf(&b, "      - { site_ip: %q, sensor_ip: %q }\n", s.site, sensor)
 		}
 	}
-	fmt.Fprintf(&b, `sinks:
-  out:
-    type: file
-    path: %q
-    sync: batch
-    max_bytes: 1TiB    # one file, never rotated: the line count is the event count
-`, outPath)
+	b.WriteString("sinks:\n" + sinkYAML)
 	return []byte(b.String())
 }
 

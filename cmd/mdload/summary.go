@@ -45,6 +45,13 @@ func printSummary(w io.Writer, r *result) {
 		p("wall", "%.2f s from bridge start to the last event (first event after %.2f s; sampled every 100 ms)", r.WallSec, r.FirstEventSec)
 		p("events", "%d of %d", r.Events, r.Target)
 	}
+	if len(r.Sinks) > 1 {
+		var per []string
+		for _, n := range r.Sinks {
+			per = append(per, fmt.Sprintf("%s %d", n, r.PerSink[n]))
+		}
+		p("sinks", "%s (events count once every sink has them)", strings.Join(per, ", "))
+	}
 	p("throughput", "%.0f events/s", r.EventsPerSec)
 	p("bridge CPU", "user %d ms + sys %d ms = %.1f ms per 1000 events", r.CPUUserMS, r.CPUSysMS, r.CPUMSPer1000)
 	if r.PeakAnonMiB > 0 || r.PeakFileMiB > 0 {
