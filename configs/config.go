@@ -39,6 +39,9 @@ import (
 	"github.com/mdbridge/mdbridge/pipeline"
 	"github.com/mdbridge/mdbridge/pollers/otsec"
 	"github.com/mdbridge/mdbridge/sinks/file"
+	"github.com/mdbridge/mdbridge/sinks/nats"
+	"github.com/mdbridge/mdbridge/sinks/syslog"
+	"github.com/mdbridge/mdbridge/sinks/webhook"
 )
 
 // validator is what every decoded section offers: a check that reports all
@@ -53,7 +56,10 @@ var sourceTypes = map[string]func(*SourceConfig) validator{
 
 // sinkTypes is the same registry for sinks.
 var sinkTypes = map[string]func(*SinkConfig) validator{
-	file.Type: func(s *SinkConfig) validator { c := file.DefaultConfig(); s.File = &c; return &c },
+	file.Type:    func(s *SinkConfig) validator { c := file.DefaultConfig(); s.File = &c; return &c },
+	nats.Type:    func(s *SinkConfig) validator { c := nats.DefaultConfig(); s.NATS = &c; return &c },
+	syslog.Type:  func(s *SinkConfig) validator { c := syslog.DefaultConfig(); s.Syslog = &c; return &c },
+	webhook.Type: func(s *SinkConfig) validator { c := webhook.DefaultConfig(); s.Webhook = &c; return &c },
 }
 
 // Config is the whole resolved configuration.
@@ -111,6 +117,12 @@ type SinkConfig struct {
 	Type string `json:"type"`
 	// File is set when Type is file.Type.
 	File *file.Config `json:"file,omitempty"`
+	// NATS is set when Type is nats.Type.
+	NATS *nats.Config `json:"nats,omitempty"`
+	// Syslog is set when Type is syslog.Type.
+	Syslog *syslog.Config `json:"syslog,omitempty"`
+	// Webhook is set when Type is webhook.Type.
+	Webhook *webhook.Config `json:"webhook,omitempty"`
 }
 
 // Log levels and formats accepted in Log.

@@ -228,8 +228,8 @@ sinks:
 				`sources.plant-a.type: is required (known source types: otsecurity)`,
 				`sources.plant-b.type: unknown source type "otsec" (known: otsecurity)`,
 				`sources.plant-c.type: must be a string (known source types: otsecurity)`,
-				`sinks.archive.type: unknown sink type "kafka" (known: file)`,
-				`sinks.empty.type: is required (known sink types: file)`,
+				`sinks.archive.type: unknown sink type "kafka" (known: file, nats, syslog, webhook)`,
+				`sinks.empty.type: is required (known sink types: file, nats, syslog, webhook)`,
 			},
 		},
 		{
@@ -328,7 +328,7 @@ log: {level: verbose, format: text}
 			doc:  "sources: [a]\nsinks: {archive: out.jsonl}\n",
 			want: []string{
 				`sources: must be a mapping of instance name to settings`,
-				`sinks.archive: must be a mapping of settings with a type (known sink types: file)`,
+				`sinks.archive: must be a mapping of settings with a type (known sink types: file, nats, syslog, webhook)`,
 			},
 		},
 		{

@@ -1,6 +1,7 @@
 package configs
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"os"
 	"reflect"
@@ -111,6 +112,15 @@ func instanceOf(doc map[string]any, section, typ string) (string, map[string]any
 
 const planted = "pl4nted-s3cr3t-Vb7Q"
 
+// plantedWebhookSecret is a valid Standard Webhooks secret holding planted.
+var plantedWebhookSecret = "whsec_" + base64.StdEncoding.EncodeToString([]byte(planted+"-padding-to-32-bytes"))
+
+// companions are the keys a secret needs beside it to be valid.
+var companions = map[string]map[string]any{
+	"nats.password":    {"user": "mdbridge"},
+	"webhook.password": {"username": "mdbridge"},
+}
+
 // TestSecretsNeverLeak plants a secret in every pipeline.Secret key of every
 // registered type, and checks errors, Redacted and JSON for it.
 func TestSecretsNeverLeak(t *testing.T) {
@@ -138,14 +148,21 @@ func TestSecretsNeverLeak(t *testing.T) {
 						t.Fatalf("example.yaml has no %s of type %s", rt.section, rt.typ)
 					}
 					delete(inst, path[len(path)-1]+"_file")
-					env := []string{"OT_TOKEN=other-t0ken", "PLANTED=" + planted}
+					for k, v := range companions[rt.typ+"."+key] {
+						inst[k] = v
+					}
+					secret := planted
+					if key == "secret" && rt.typ == "webhook" { // it must look like a Standard Webhooks secret
+						secret = plantedWebhookSecret
+					}
+					env := append(exampleEnv[:len(exampleEnv):len(exampleEnv)], "PLANTED="+secret)
 					switch how {
 					case "value":
-						setRaw(inst, path, planted)
+						setRaw(inst, path, secret)
 					case "var":
 						setRaw(inst, path, "${PLANTED}")
 					case "override":
-						env = append(env, "MDBRIDGE_"+strings.ToUpper(rt.section+"__"+name+"__"+strings.Join(path, "__"))+"="+planted)
+						env = append(env, "MDBRIDGE_"+strings.ToUpper(rt.section+"__"+name+"__"+strings.Join(path, "__"))+"="+secret)
 					}
 					b, _ := yaml.Marshal(doc)
 					cfg, err := Parse(b, env)
@@ -157,6 +174,9 @@ func TestSecretsNeverLeak(t *testing.T) {
 						t.Fatal(err)
 					}
 					scan("Redacted()", string(out))
+					if secret != planted && strings.Contains(string(out), secret) {
+						t.Errorf("Redacted() shows the secret:\n%s", out)
+					}
 					if !strings.Contains(string(out), pipeline.Redacted) {
 						t.Errorf("Redacted() lacks %s:\n%s", pipeline.Redacted, out)
 					}

@@ -10,6 +10,9 @@ import (
 	"github.com/mdbridge/mdbridge/pipeline"
 	"github.com/mdbridge/mdbridge/sinks"
 	"github.com/mdbridge/mdbridge/sinks/file"
+	"github.com/mdbridge/mdbridge/sinks/nats"
+	"github.com/mdbridge/mdbridge/sinks/syslog"
+	"github.com/mdbridge/mdbridge/sinks/webhook"
 )
 
 // buildSink constructs the sink an instance of the config describes, and
@@ -25,6 +28,15 @@ func buildSink(name string, sc configs.SinkConfig, log *zap.Logger) (pipeline.Si
 	case sc.File != nil:
 		s, err = file.New(*sc.File, log)
 		c = sc.File.Common()
+	case sc.NATS != nil:
+		s, err = nats.New(*sc.NATS, log)
+		c = sc.NATS.Common()
+	case sc.Syslog != nil:
+		s, err = syslog.New(*sc.Syslog, log)
+		c = sc.Syslog.Common()
+	case sc.Webhook != nil:
+		s, err = webhook.New(*sc.Webhook, log)
+		c = sc.Webhook.Common()
 	default:
 		return nil, pipeline.SinkOptions{}, fmt.Errorf("sinks.%s: type %q is not supported by this build", name, sc.Type)
 	}

@@ -49,6 +49,9 @@ type Formatter interface {
 // constructors maps a name to its Formatter; the other files register theirs.
 var constructors = map[string]func() Formatter{
 	JSON: func() Formatter { return jsonFormat{} },
+	CEF:  func() Formatter { return cefFormat{} },
+	LEEF: func() Formatter { return leefFormat{} },
+	OCSF: func() Formatter { return ocsfFormat{} },
 }
 
 // New returns the formatter called name, or an error that lists the names.
