@@ -191,6 +191,14 @@ var safeASCII = func() (t [256]bool) {
 // escaped; no HTML escaping.
 func appendString(buf []byte, s string) []byte {
 	buf = append(buf, '"')
+	buf = AppendJSONContent(buf, s)
+	return append(buf, '"')
+}
+
+// AppendJSONContent appends s escaped for the inside of a JSON string (no
+// quotes), by the rules of appendString. Formats that build JSON by hand
+// (OCSF) share it.
+func AppendJSONContent(buf []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
@@ -233,6 +241,5 @@ func appendString(buf []byte, s string) []byte {
 		}
 		i += size
 	}
-	buf = append(buf, s[start:]...)
-	return append(buf, '"')
+	return append(buf, s[start:]...)
 }

@@ -335,12 +335,12 @@ func appendOCSF(dst []byte, ev *event) []byte {
 	w.int("type_uid", int64(cls.uid*100+activity))
 	w.k("type_name")
 	w.b = append(w.b, '"')
-	w.b = appendJSONContent(w.b, cls.name)
+	w.b = pipeline.AppendJSONContent(w.b, cls.name)
 	w.b = append(w.b, ':', ' ')
 	if activity == 99 {
 		w.b = append(w.b, "Other"...)
 	} else {
-		w.b = appendJSONContent(w.b, activityName)
+		w.b = pipeline.AppendJSONContent(w.b, activityName)
 	}
 	w.b = append(w.b, '"')
 	w.int("severity_id", int64(sevID))
@@ -412,14 +412,14 @@ func appendOCSF(dst []byte, ev *event) []byte {
 	if k1, k2 := ev.entityKey(); k1 != "" || k2 != "" {
 		w.k("correlation_uid")
 		w.b = append(w.b, '"')
-		w.b = appendJSONContent(w.b, text(ev.instance))
+		w.b = pipeline.AppendJSONContent(w.b, text(ev.instance))
 		w.b = append(w.b, '/')
-		w.b = appendJSONContent(w.b, kind)
+		w.b = pipeline.AppendJSONContent(w.b, kind)
 		w.b = append(w.b, '/')
-		w.b = appendJSONContent(w.b, k1)
+		w.b = pipeline.AppendJSONContent(w.b, k1)
 		if k2 != "" {
 			w.b = append(w.b, '/')
-			w.b = appendJSONContent(w.b, k2)
+			w.b = pipeline.AppendJSONContent(w.b, k2)
 		}
 		w.b = append(w.b, '"')
 	}
@@ -647,9 +647,9 @@ func ocsfVulnerability(w *jw, ev *event, used *[numFields]bool, sevID int) {
 	if k2 != "" {
 		w.k("uid")
 		w.b = append(w.b, '"')
-		w.b = appendJSONContent(w.b, k1)
+		w.b = pipeline.AppendJSONContent(w.b, k1)
 		w.b = append(w.b, '/')
-		w.b = appendJSONContent(w.b, k2)
+		w.b = pipeline.AppendJSONContent(w.b, k2)
 		w.b = append(w.b, '"')
 	} else {
 		w.raw("uid", ev.id)
@@ -879,7 +879,7 @@ func isJSONNumber(s string) bool {
 // appendJSONString appends s as a JSON string.
 func appendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
-	dst = appendJSONContent(dst, s)
+	dst = pipeline.AppendJSONContent(dst, s)
 	return append(dst, '"')
 }
 
@@ -887,58 +887,11 @@ func appendJSONString(dst []byte, s string) []byte {
 func appendJSONLower(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := len(dst)
-	dst = appendJSONContent(dst, s)
+	dst = pipeline.AppendJSONContent(dst, s)
 	for i := start; i < len(dst); i++ {
 		if c := dst[i]; c >= 'A' && c <= 'Z' {
 			dst[i] = c + 'a' - 'A'
 		}
 	}
 	return append(dst, '"')
-}
-
-// appendJSONContent appends s escaped for the inside of a JSON string:
-// quotes, backslashes and control characters escaped, invalid UTF-8 as
-// U+FFFD, U+2028 and U+2029 escaped.
-func appendJSONContent(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
-			i++
-			continue
-		}
-		if c < utf8.RuneSelf {
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-		} else if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xf])
-		} else {
-			i += size
-			continue
-		}
-		i += size
-		start = i
-	}
-	return append(dst, s[start:]...)
 }
