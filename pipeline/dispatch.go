@@ -198,11 +198,11 @@ func (d *dispatcher) reject(handled []Entry, items []Rejection) (int, error) {
 func (d *dispatcher) advance(done []Entry, delivered int) {
 	last := done[len(done)-1].Seq
 	// The cursor write is what makes the delivery count; if it fails the
-	// batch is delivered again later (at least once).
-	if d.replay {
-		// nothing to store
-	} else if err := d.r.store.SetCursor(d.name, last); err != nil {
-		d.log.Error("cursor write failed; the batch may be delivered again", zap.Error(err))
+	// batch is delivered again later (at least once). A replay has none.
+	if !d.replay {
+		if err := d.r.store.SetCursor(d.name, last); err != nil {
+			d.log.Error("cursor write failed; the batch may be delivered again", zap.Error(err))
+		}
 	}
 	d.cursor.Store(last)
 	d.delivered.Add(uint64(delivered))
