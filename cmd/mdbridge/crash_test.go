@@ -37,7 +37,7 @@ const crashBatch = 1000
 // the output file.
 //
 // The kill instants come from a seeded source; the seed is logged, and
-// MDBRIDGE_CRASH_SEED=<seed> repeats the same schedule (the fake's timing,
+// MDBTEST_CRASH_SEED=<seed> repeats the same schedule (the fake's timing,
 // and so the exact kill points, still vary).
 func TestCrashSafety(t *testing.T) {
 	if testing.Short() {
@@ -118,14 +118,14 @@ sources:
 	}
 
 	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("MDBRIDGE_CRASH_SEED"); s != "" {
+	if s := os.Getenv("MDBTEST_CRASH_SEED"); s != "" {
 		v, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
-			t.Fatalf("MDBRIDGE_CRASH_SEED=%q: %v", s, err)
+			t.Fatalf("MDBTEST_CRASH_SEED=%q: %v", s, err)
 		}
 		seed = v
 	}
-	t.Logf("seed %d (MDBRIDGE_CRASH_SEED=%d repeats the kill schedule)", seed, seed)
+	t.Logf("seed %d (MDBTEST_CRASH_SEED=%d repeats the kill schedule)", seed, seed)
 	rng := rand.New(rand.NewPCG(seed, 0xc4a5))
 
 	var logs []string

@@ -478,7 +478,7 @@ func TestBadEntriesAreRejected(t *testing.T) {
 	}
 }
 
-const efbigEnv = "MDBRIDGE_FILESINK_EFBIG_DIR"
+const efbigEnv = "MDBTEST_FILESINK_EFBIG_DIR"
 
 // TestWriteFailureLeavesNoPartialLine makes a real write fail part-way: a
 // child process lowers its RLIMIT_FSIZE so that a batch can only partly fit,

@@ -60,8 +60,8 @@ type rsyslogInput struct {
 func startRsyslog(t *testing.T, pki *testPKI, inputs []*rsyslogInput) {
 	t.Helper()
 	if _, err := os.Stat(rsyslogPath); err != nil {
-		if os.Getenv("MDBRIDGE_REQUIRE_RSYSLOG") == "1" {
-			t.Fatalf("rsyslogd is required (MDBRIDGE_REQUIRE_RSYSLOG=1) but missing: %v", err)
+		if os.Getenv("MDBTEST_REQUIRE_RSYSLOG") == "1" {
+			t.Fatalf("rsyslogd is required (MDBTEST_REQUIRE_RSYSLOG=1) but missing: %v", err)
 		}
 		t.Skipf("rsyslogd not installed (%v); install the Debian packages rsyslog and rsyslog-gnutls", err)
 	}
