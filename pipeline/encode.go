@@ -107,6 +107,24 @@ func AppendEvent(buf []byte, e *Event) ([]byte, error) {
 			return buf, err
 		}
 	}
+	for _, b := range [...]struct {
+		key string
+		set bool
+		v   any
+	}{
+		{`,"patch":`, e.Patch != nil, e.Patch},
+		{`,"file":`, e.File != nil, e.File},
+		{`,"scan":`, e.Scan != nil, e.Scan.utc()},
+		{`,"heartbeat":`, e.Heartbeat != nil, e.Heartbeat.utc()},
+	} {
+		if !b.set {
+			continue
+		}
+		buf = append(buf, b.key...)
+		if buf, err = appendMarshal(buf, b.v); err != nil {
+			return buf, err
+		}
+	}
 	if len(e.Raw) > 0 {
 		buf = append(buf, `,"raw":`...)
 		if bytes.IndexByte(e.Raw, '\n') >= 0 || bytes.IndexByte(e.Raw, '\r') >= 0 {
@@ -120,6 +138,35 @@ func AppendEvent(buf []byte, e *Event) ([]byte, error) {
 		}
 	}
 	return append(buf, '}'), nil
+}
+
+// utcPtr returns t in UTC, or nil.
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+// utc returns a copy of s with its times in UTC (nil stays nil).
+func (s *Scan) utc() *Scan {
+	if s == nil {
+		return nil
+	}
+	c := *s
+	c.Started, c.Stopped = utcPtr(s.Started), utcPtr(s.Stopped)
+	return &c
+}
+
+// utc returns a copy of h with its time in UTC (nil stays nil).
+func (h *Heartbeat) utc() *Heartbeat {
+	if h == nil {
+		return nil
+	}
+	c := *h
+	c.PolledUntil = utcPtr(h.PolledUntil)
+	return &c
 }
 
 // closeObject ends an object opened at n, dropping the comma the first

@@ -51,6 +51,10 @@ type Event struct {
 	Network       *Network          `json:"network,omitempty"`
 	Rule          *Rule             `json:"rule,omitempty"`
 	Vulnerability *Vulnerability    `json:"vulnerability,omitempty"`
+	Patch         *Patch            `json:"patch,omitempty"`
+	File          *File             `json:"file,omitempty"`
+	Scan          *Scan             `json:"scan,omitempty"`
+	Heartbeat     *Heartbeat        `json:"heartbeat,omitempty"`
 	Raw           json.RawMessage   `json:"raw,omitempty"`
 }
 
@@ -122,6 +126,65 @@ type Vulnerability struct {
 	CVSS        *float64 `json:"cvss,omitempty"`
 	CVSSVector  string   `json:"cvss_vector,omitempty"`
 	Description string   `json:"description,omitempty"`
+}
+
+// Patch is the patch-request block of OT Security patch requests.
+type Patch struct {
+	ID           string `json:"id,omitempty"`
+	Status       string `json:"status,omitempty"`
+	Device       string `json:"device,omitempty"`
+	FirmwareFrom string `json:"firmware_from,omitempty"`
+	FirmwareTo   string `json:"firmware_to,omitempty"`
+	RequestedBy  string `json:"requested_by,omitempty"`
+}
+
+// Scan is the scan block of Storage Security events. On an mdss.file event
+// only ID and Name are set. The counts are pointers so that an unknown
+// count is left out rather than reported as zero.
+type Scan struct {
+	ID       string     `json:"id,omitempty"`
+	Name     string     `json:"name,omitempty"`
+	Status   string     `json:"status,omitempty"`
+	Started  *time.Time `json:"started,omitempty"`
+	Stopped  *time.Time `json:"stopped,omitempty"`
+	Storage  string     `json:"storage,omitempty"`
+	Files    *int64     `json:"files,omitempty"`
+	Blocked  *int64     `json:"blocked,omitempty"`
+	Infected *int64     `json:"infected,omitempty"`
+}
+
+// File is the file block of mdss.file events.
+type File struct {
+	ID          string   `json:"id,omitempty"`
+	Name        string   `json:"name,omitempty"`
+	Path        string   `json:"path,omitempty"`
+	Size        *int64   `json:"size,omitempty"`
+	MD5         string   `json:"md5,omitempty"`
+	SHA1        string   `json:"sha1,omitempty"`
+	SHA256      string   `json:"sha256,omitempty"`
+	Verdict     string   `json:"verdict,omitempty"`
+	ResultCode  *int     `json:"result_code,omitempty"`
+	Result      string   `json:"result,omitempty"`
+	Threats     []string `json:"threats,omitempty"`
+	Engines     *Engines `json:"engines,omitempty"`
+	Remediation []string `json:"remediation,omitempty"`
+}
+
+// Engines counts the anti-malware engines that scanned a file and those
+// that found something.
+type Engines struct {
+	Total    int `json:"total"`
+	Detected int `json:"detected"`
+}
+
+// Heartbeat is the block of bridge.heartbeat events: what one stream did in
+// one period.
+type Heartbeat struct {
+	PolledUntil *time.Time `json:"polled_until,omitempty"`
+	Records     int        `json:"records"`
+	Events      int        `json:"events"`
+	Gaps        int        `json:"gaps"`
+	LastError   string     `json:"last_error,omitempty"`
 }
 
 // MarshalEvent encodes e as one line of schema-v1 JSON (no trailing newline).
