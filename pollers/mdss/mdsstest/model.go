@@ -35,7 +35,9 @@ func (s ScanStatus) String() string {
 }
 
 // Finished reports whether s is one of the final states.
-func (s ScanStatus) Finished() bool { return s == ScanCompleted || s == ScanCancelled || s == ScanFailed }
+func (s ScanStatus) Finished() bool {
+	return s == ScanCompleted || s == ScanCancelled || s == ScanFailed
+}
 
 // ProcessingState is a file's "processingState" (public: KB "advanced file
 // API filtering").

@@ -212,7 +212,7 @@ type Server struct {
 	frng          *rand.Rand
 	log           []Request
 	webhooks      []WebhookAttempt
-	whSeq         uint64 // the last ticket handed out
+	whSeq         uint64     // the last ticket handed out
 	grng          *rand.Rand // the generator's sequence
 	scanN         int
 	scans         []*scanRec // creation order
