@@ -148,18 +148,5 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// ParseStart turns the `start` setting into the oldest record time wanted on
-// a stream's first run: zero for "all", now for "now", now minus a duration.
-func ParseStart(s string, now time.Time) (time.Time, error) {
-	switch s {
-	case "", "all":
-		return time.Time{}, nil
-	case "now":
-		return now, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d <= 0 {
-		return time.Time{}, fmt.Errorf("want all, now or a positive duration such as 24h, got %q", s)
-	}
-	return now.Add(-d), nil
-}
+// ParseStart is pipeline.ParseStart, kept for callers of this package.
+func ParseStart(s string, now time.Time) (time.Time, error) { return pipeline.ParseStart(s, now) }
