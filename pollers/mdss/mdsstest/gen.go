@@ -47,6 +47,12 @@ type ScanSpec struct {
 // otherwise Tick finishes it when the clock reaches its stop time. It
 // panics on a spec that names an unknown storage or outcome.
 func (s *Server) AddScan(spec ScanSpec) (Scan, []File) {
+	if spec.Storage != "" && s.storageIndex(spec.Storage) < 0 {
+		panic(fmt.Sprintf("mdsstest: AddScan: no storage %q", spec.Storage))
+	}
+	if spec.Outcome != ScanInProgress && !spec.Outcome.Finished() {
+		panic(fmt.Sprintf("mdsstest: AddScan: outcome %v is not a final status", spec.Outcome))
+	}
 	now := s.now()
 	s.mu.Lock()
 	sc := s.buildLocked(spec, now, false)
@@ -304,13 +310,7 @@ func (s *Server) buildLocked(spec ScanSpec, now time.Time, generated bool) *scan
 	if spec.Storage == "" {
 		st = s.storages[rng.IntN(len(s.storages))]
 	} else {
-		i := slices.IndexFunc(s.storages, func(x Storage) bool {
-			return x.Name == spec.Storage || strings.EqualFold(x.ID, spec.Storage)
-		})
-		if i < 0 {
-			panic(fmt.Sprintf("mdsstest: AddScan: no storage %q", spec.Storage))
-		}
-		st = s.storages[i]
+		st = s.storages[s.storageIndex(spec.Storage)] // AddScan checked it
 	}
 	outcome := spec.Outcome
 	if generated {
@@ -327,12 +327,8 @@ func (s *Server) buildLocked(spec ScanSpec, now time.Time, generated bool) *scan
 			spec.ScanType = ScanTypeInstant
 		}
 	}
-	switch outcome {
-	case ScanInProgress:
+	if outcome == ScanInProgress {
 		outcome = ScanCompleted
-	case ScanCompleted, ScanCancelled, ScanFailed:
-	default:
-		panic(fmt.Sprintf("mdsstest: AddScan: outcome %v is not a final status", outcome))
 	}
 	dur := spec.Duration
 	if dur <= 0 {
@@ -340,7 +336,7 @@ func (s *Server) buildLocked(spec ScanSpec, now time.Time, generated bool) *scan
 	}
 	start := spec.Start
 	if start.IsZero() {
-		start = now.Add(-dur)
+		start = now.Add(-dur - 20*time.Microsecond) // jitter adds up to 10 µs, twice
 	}
 	start = jitter(start, rng)
 	stop := jitter(start.Add(dur), rng)
@@ -407,6 +403,13 @@ func (s *Server) buildLocked(spec ScanSpec, now time.Time, generated bool) *scan
 		sc.files = append(sc.files, &fileRec{f: f, scan: sc, idx: i})
 	}
 	return sc
+}
+
+// storageIndex finds a storage by name or id; -1 when there is none.
+func (s *Server) storageIndex(nameOrID string) int {
+	return slices.IndexFunc(s.storages, func(x Storage) bool {
+		return x.Name == nameOrID || strings.EqualFold(x.ID, nameOrID)
+	})
 }
 
 // engine is one anti-malware engine of MetaDefender Core.

@@ -212,8 +212,7 @@ type Server struct {
 	frng          *rand.Rand
 	log           []Request
 	webhooks      []WebhookAttempt
-	whSeq         uint64     // the last ticket handed out
-	grng          *rand.Rand // the generator's sequence
+	whSeq         uint64 // the last ticket handed out
 	scanN         int
 	scans         []*scanRec // creation order
 	byStart       []*scanRec // newest StartTime first, ties by id descending
@@ -344,7 +343,6 @@ func NewUnstartedHandler(opts Options) *Server {
 		access:     map[string]*accessToken{},
 		refresh:    map[string]*session{},
 		frng:       rand.New(rand.NewPCG(uint64(opts.Seed), 0x5eed_fa17)),
-		grng:       rand.New(rand.NewPCG(uint64(opts.Seed), 0x3d55_5ca1)),
 		scanByID:   map[string]*scanRec{},
 		fileByID:   map[string]*fileRec{},
 	}
