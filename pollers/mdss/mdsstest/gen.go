@@ -66,7 +66,7 @@ func (s *Server) AddScan(spec ScanSpec) (Scan, []File) {
 	return snap, out
 }
 
-// Generate starts n generated scans now; they are InProgress until Tick
+// Generate starts n generated scans now (each up to a second early); they are InProgress until Tick
 // finds them due. It returns their snapshots.
 func (s *Server) Generate(n int) []Scan {
 	now := s.now()
@@ -83,7 +83,8 @@ func (s *Server) Generate(n int) []Scan {
 }
 
 // Backfill adds n generated scans started at even steps over the span that
-// ends now, the history a server has when a client first connects. Those
+// ends now (each up to a second early, as every generated scan), the history
+// a server has when a client first connects. Those
 // finished by now send no webhooks; the others are InProgress until Tick
 // finds them due.
 func (s *Server) Backfill(n int, span time.Duration) []Scan {
@@ -335,6 +336,9 @@ func (s *Server) buildLocked(spec ScanSpec, now time.Time, generated bool) *scan
 		dur = s.maxDur/10 + time.Duration(rng.Int64N(int64(s.maxDur-s.maxDur/10)+1))
 	}
 	start := spec.Start
+	if generated { // a scheduler is not that punctual: up to a second early
+		start = start.Add(-time.Duration(rng.Int64N(int64(time.Second))))
+	}
 	if start.IsZero() {
 		start = now.Add(-dur - 20*time.Microsecond) // jitter adds up to 10 µs, twice
 	}
