@@ -4,6 +4,12 @@
 // a steady rate, can inject faults, and serves until SIGINT or SIGTERM.
 //
 //	mdsim -listen 127.0.0.1:3003 -sites 2 -sensors 3 -backlog 10000 -rate 50
+//
+// With -mdss-listen it also serves a fake MetaDefender Storage Security
+// (package mdsstest) beside it: a backlog of finished scans, new scans at
+// -mdss-rate, an API key and a user, and optionally webhooks:
+//
+//	mdsim -mdss-listen 127.0.0.1:8005 -mdss-rate 0.2 -mdss-webhook http://127.0.0.1:9000/mdss
 package main
 
 import (

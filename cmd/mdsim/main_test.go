@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -224,5 +225,148 @@ func TestCheckListen(t *testing.T) {
 	}
 	if err := checkListen("0.0.0.0:3003", true); err != nil {
 		t.Error(err)
+	}
+}
+
+var mdssLine = regexp.MustCompile(`mdsim: mdss serving (https?://\S+) api-key=(\S+) user=(\S+) password=(\S+) backlog=(\d+)`)
+
+func TestRunMDSS(t *testing.T) {
+	type hook struct {
+		header http.Header
+		body   map[string]any
+	}
+	hooks := make(chan hook, 1000)
+	rc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m map[string]any
+		json.NewDecoder(r.Body).Decode(&m)
+		hooks <- hook{r.Header.Clone(), m}
+	}))
+	defer rc.Close()
+	_, _, out, stop := start(t, "-listen", "127.0.0.1:0", "-backlog", "0", "-rate", "0",
+		"-mdss-listen", "127.0.0.1:0", "-mdss-backlog", "20", "-mdss-rate", "20", "-mdss-max-duration", "200ms",
+		"-mdss-api-key", "k", "-mdss-user", "svc", "-mdss-password", "pw",
+		"-mdss-webhook", rc.URL+"/mdss", "-mdss-webhook-header", "X-Token: s3cret", "-mdss-webhook-filter", "all")
+	m := mdssLine.FindStringSubmatch(out.String())
+	if m == nil || m[2] != "k" || m[3] != "svc" || m[4] != "pw" || m[5] != "20" {
+		t.Fatalf("no MDSS start line: %q", out.String())
+	}
+	base := m[1]
+	c := &http.Client{Timeout: 5 * time.Second}
+	do := func(method, path, body string, hdr ...string) (int, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		for i := 0; i < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	var list struct {
+		Items []struct {
+			ID     string `json:"id"`
+			Status string `json:"status"`
+		} `json:"items"`
+		Total int `json:"total"`
+	}
+	status, body := do("GET", "/api/scan/0/1000", "", "ApiKey", "k")
+	if err := json.Unmarshal(body, &list); err != nil || status != 200 || list.Total < 20 {
+		t.Fatalf("scans with the key: %d %v %.200s", status, err, body)
+	}
+	if status, _ := do("GET", "/api/scan/0/10", "", "ApiKey", "demo-api-key"); status != 401 {
+		t.Errorf("default key: %d", status)
+	}
+	status, body = do("POST", "/api/user/authenticate", `{"userName":"svc","password":"pw"}`, "Content-Type", "application/json")
+	var tk struct{ AccessToken string }
+	if json.Unmarshal(body, &tk); status != 200 || tk.AccessToken == "" {
+		t.Fatalf("authenticate: %d %s", status, body)
+	}
+	if status, _ := do("GET", "/api/file/0/10?scanId="+list.Items[0].ID, "", "Authorization", "Bearer "+tk.AccessToken); status != 200 {
+		t.Errorf("files with the bearer token: %d", status)
+	}
+	// Live scans finish and are notified, with the configured header.
+	deadline := time.After(10 * time.Second)
+	for done := false; !done; {
+		select {
+		case h := <-hooks:
+			if h.header.Get("X-Token") != "s3cret" {
+				t.Errorf("webhook headers %v", h.header)
+			}
+			done = h.body["WebhookNotificationType"] == "ScanCompleted"
+		case <-deadline:
+			t.Fatal("no ScanCompleted webhook in 10s")
+		}
+	}
+	if err := stop(); err != nil {
+		t.Error(err)
+	}
+	if !strings.Contains(out.String(), "mdsim: stopped") {
+		t.Errorf("output %q", out.String())
+	}
+	if _, err := c.Get(base + "/api/scan/0/1"); err == nil {
+		t.Error("MDSS still serving after stop")
+	}
+}
+
+func TestRunMDSSTLSAndFaults(t *testing.T) {
+	_, ca, out, stop := start(t, "-listen", "127.0.0.1:0", "-tls", "-backlog", "0", "-rate", "0",
+		"-mdss-listen", "127.0.0.1:0", "-mdss-backlog", "3", "-mdss-rate", "0", "-phtml", "1")
+	m := mdssLine.FindStringSubmatch(out.String())
+	if m == nil || !strings.HasPrefix(m[1], "https://") {
+		t.Fatalf("MDSS line %q", out.String())
+	}
+	pemBytes, err := os.ReadFile(ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pemBytes)
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	req, _ := http.NewRequest("GET", m[1]+"/api/scan/0/10", nil)
+	req.Header.Set("ApiKey", "demo-api-key")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 502 || !strings.Contains(string(b), "nginx") {
+		t.Errorf("MDSS with -phtml 1: %d %q", resp.StatusCode, b)
+	}
+	if err := stop(); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestRunMDSSRejects(t *testing.T) {
+	tests := []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"-mdss-listen", "0.0.0.0:0"}, "not a loopback"},
+		{[]string{"-mdss-listen", "127.0.0.1:0", "-mdss-webhook", "http://192.0.2.1/hook"}, "not a loopback URL"},
+		{[]string{"-mdss-listen", "127.0.0.1:0", "-mdss-webhook", "ftp://127.0.0.1/hook"}, "WebhookURL"},
+		{[]string{"-mdss-listen", "127.0.0.1:0", "-mdss-shape", "table"}, "ListShape"},
+		{[]string{"-mdss-listen", "127.0.0.1:0", "-mdss-webhook-filter", "some"}, "WebhookFileFilter"},
+		{[]string{"-mdss-listen", "127.0.0.1:0", "-mdss-api-key", "", "-mdss-user", ""}, "nobody"},
+		{[]string{"-mdss-listen", "127.0.0.1:0", "-mdss-files", "0"}, "-mdss-files"},
+		{[]string{"-mdss-webhook-header", "no colon"}, "Name: value"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var out bytes.Buffer
+			err := run(context.Background(), tt.args, &out)
+			if err == nil || !strings.Contains(err.Error(), tt.msg) {
+				t.Errorf("err %v, want it to mention %q", err, tt.msg)
+			}
+		})
+	}
+	// Without -mdss-listen the MDSS flags are not checked and nothing is served.
+	if _, err := parseFlags([]string{"-mdss-shape", "table"}, io.Discard); err != nil {
+		t.Errorf("MDSS flags checked without -mdss-listen: %v", err)
 	}
 }

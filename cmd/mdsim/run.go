@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -24,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mdbridge/mdbridge/pollers/mdss/mdsstest"
 	"github.com/mdbridge/mdbridge/pollers/otsec/otsectest"
 )
 
@@ -49,6 +51,42 @@ type config struct {
 	caFile      string
 	maxRequests int
 	faults      otsectest.Faults
+	mdss        mdssConfig
+}
+
+// mdssConfig is the command line of the MDSS fake, served beside the OT one
+// when -mdss-listen is set.
+type mdssConfig struct {
+	listen      string
+	backlog     int
+	rate        float64
+	opts        mdsstest.Options
+	user        string
+	password    string
+	webhookHdrs headerFlag
+}
+
+// headerFlag collects repeated "Name: value" flags.
+type headerFlag map[string]string
+
+func (h *headerFlag) String() string {
+	var parts []string
+	for k, v := range *h {
+		parts = append(parts, k+": "+v)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func (h *headerFlag) Set(v string) error {
+	k, val, ok := strings.Cut(v, ":")
+	if k = strings.TrimSpace(k); !ok || k == "" {
+		return fmt.Errorf("want \"Name: value\", got %q", v)
+	}
+	if *h == nil {
+		*h = headerFlag{}
+	}
+	(*h)[k] = strings.TrimSpace(val)
+	return nil
 }
 
 func parseFlags(args []string, out io.Writer) (*config, error) {
@@ -76,6 +114,24 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.Float64Var(&c.faults.Truncate, "ptruncate", 0, "probability of a body cut in half")
 	fs.Float64Var(&c.faults.ErrorTrue, "perror", 0, `probability of HTTP 200 with "error":true`)
 	fs.Float64Var(&c.faults.Hang, "phang", 0, "probability of never answering")
+	m := &c.mdss
+	fs.StringVar(&m.listen, "mdss-listen", "", "also serve a fake MetaDefender Storage Security here (host:port; off when empty). -latency, -p5xx, -phtml, -ptruncate and -phang apply to it too")
+	fs.StringVar(&m.opts.APIKey, "mdss-api-key", "demo-api-key", "MDSS: API key accepted in the ApiKey header (empty: none)")
+	fs.StringVar(&m.user, "mdss-user", "admin", "MDSS: user name for /api/user/authenticate (empty: none)")
+	fs.StringVar(&m.password, "mdss-password", "demo-password", "MDSS: that user's password")
+	fs.IntVar(&m.backlog, "mdss-backlog", 100, "MDSS: finished scans created at start, over the last 24 hours")
+	fs.Float64Var(&m.rate, "mdss-rate", 0.1, "MDSS: scans started per second (0: none)")
+	fs.IntVar(&m.opts.FilesPerScan, "mdss-files", 12, "MDSS: mean number of files per scan")
+	fs.Float64Var(&m.opts.ThreatRate, "mdss-threat-rate", 0.15, "MDSS: probability that a file is a threat")
+	fs.DurationVar(&m.opts.MaxScanDuration, "mdss-max-duration", time.Minute, "MDSS: longest a live scan runs")
+	fs.DurationVar(&m.opts.AccessTTL, "mdss-access-ttl", time.Hour, "MDSS: access token lifetime")
+	fs.DurationVar(&m.opts.RefreshTTL, "mdss-refresh-ttl", time.Hour, "MDSS: refresh token lifetime")
+	fs.StringVar(&m.opts.ListShape, "mdss-shape", "object", "MDSS: list shape: object or array")
+	fs.BoolVar(&m.opts.EnumsAsNames, "mdss-enum-names", false, "MDSS: file enums (processingState, result, remediations) as names")
+	fs.BoolVar(&m.opts.ScanStatusAsInt, "mdss-status-int", false, "MDSS: scan status as an integer")
+	fs.StringVar(&m.opts.WebhookURL, "mdss-webhook", "", "MDSS: URL that gets FileScanned and ScanCompleted notifications (a loopback host unless -allow-remote)")
+	fs.Var(&m.webhookHdrs, "mdss-webhook-header", `MDSS: "Name: value" header sent with every notification (repeatable)`)
+	fs.StringVar(&m.opts.WebhookFileFilter, "mdss-webhook-filter", "all", "MDSS: files notified: all or blocked")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(out, "usage: mdsim [flags]")
@@ -123,7 +179,57 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	if err := checkListen(c.listen, c.allowRemote); err != nil {
 		errs = append(errs, err)
 	}
+	if m.listen != "" {
+		errs = append(errs, m.check(c.allowRemote)...)
+	}
 	return c, errors.Join(errs...)
+}
+
+// check completes and checks the MDSS options.
+func (m *mdssConfig) check(allowRemote bool) []error {
+	var errs []error
+	if err := checkListen(m.listen, allowRemote); err != nil {
+		errs = append(errs, fmt.Errorf("-mdss-listen: %w", err))
+	}
+	if m.backlog < 0 || m.rate < 0 || m.opts.FilesPerScan < 1 || m.opts.MaxScanDuration <= 0 ||
+		m.opts.AccessTTL <= 0 || m.opts.RefreshTTL <= 0 || m.opts.ThreatRate < 0 {
+		errs = append(errs, errors.New("-mdss-backlog, -mdss-rate and -mdss-threat-rate must not be negative; -mdss-files, -mdss-max-duration and the TTLs must be positive"))
+	}
+	if m.opts.ThreatRate == 0 {
+		m.opts.ThreatRate = -1 // none; the zero value means the default
+	}
+	m.opts.Users = map[string]string{}
+	if m.user != "" {
+		if m.password == "" {
+			errs = append(errs, errors.New("-mdss-password must not be empty"))
+		}
+		m.opts.Users[m.user] = m.password
+	}
+	if m.opts.APIKey == "" && m.user == "" {
+		errs = append(errs, errors.New("-mdss-api-key and -mdss-user are both empty: nobody could log in"))
+	}
+	m.opts.WebhookHeaders = m.webhookHdrs
+	if w := m.opts.WebhookURL; w != "" && !allowRemote {
+		if u, err := url.Parse(w); err == nil && u.Host != "" {
+			if err := checkListen(hostPort(u), false); err != nil {
+				errs = append(errs, fmt.Errorf("-mdss-webhook %q is not a loopback URL; pass -allow-remote to send elsewhere", w))
+			}
+		}
+	}
+	m.opts.Seed = 1
+	m.opts.MaxRequests = 10000
+	if err := m.opts.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errs
+}
+
+// hostPort is u's host with a port, so that checkListen can read it.
+func hostPort(u *url.URL) string {
+	if u.Port() != "" {
+		return u.Host
+	}
+	return net.JoinHostPort(u.Hostname(), "80")
 }
 
 // checkListen refuses a listen address whose host is not loopback, unless
@@ -192,15 +298,38 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	scheme, caNote := "http", ""
-	if c.useTLS {
-		cert, path, err := selfSigned(ln.Addr(), c.caFile)
-		if err != nil {
+	var mln net.Listener
+	if c.mdss.listen != "" {
+		if mln, err = net.Listen("tcp", c.mdss.listen); err != nil {
 			ln.Close()
 			return err
 		}
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	}
+	scheme, caNote := "http", ""
+	if c.useTLS {
+		addrs := []net.Addr{ln.Addr()}
+		if mln != nil {
+			addrs = append(addrs, mln.Addr())
+		}
+		cert, path, err := selfSigned(c.caFile, addrs...)
+		if err != nil {
+			ln.Close()
+			if mln != nil {
+				mln.Close()
+			}
+			return err
+		}
+		cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		ln = tls.NewListener(ln, cfg)
+		if mln != nil {
+			mln = tls.NewListener(mln, cfg)
+		}
 		scheme, caNote = "https", " ca="+path
+	}
+	stopMDSS := func() {}
+	if mln != nil {
+		stopMDSS = serveMDSS(c, mln, scheme, caNote, stdout)
+		defer stopMDSS()
 	}
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
@@ -224,8 +353,48 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := hs.Shutdown(sctx); err != nil {
 		hs.Close()
 	}
+	stopMDSS()
 	fmt.Fprintln(stdout, "mdsim: stopped")
 	return nil
+}
+
+// serveMDSS serves the MDSS fake on ln, with its backlog and generator,
+// until the returned function is called.
+func serveMDSS(c *config, ln net.Listener, scheme, caNote string, stdout io.Writer) (stop func()) {
+	m := &c.mdss
+	srv := mdsstest.NewUnstartedHandler(m.opts)
+	srv.Backfill(m.backlog, 24*time.Hour)
+	files := 0
+	for _, sc := range srv.Scans() {
+		files += sc.TotalFiles
+	}
+	srv.SetFaults(mdsstest.Faults{Latency: c.faults.Latency, Status5xx: c.faults.Status5xx, HTML: c.faults.HTML,
+		Truncate: c.faults.Truncate, Hang: c.faults.Hang})
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	go hs.Serve(ln) //nolint:errcheck // ends with Shutdown or Close below
+	stopGen := srv.StartGenerator(m.rate)
+	key, user := m.opts.APIKey, m.user
+	fmt.Fprintf(stdout, "mdsim: mdss serving %s://%s api-key=%s user=%s password=%s backlog=%d (%d files) rate=%g/s shape=%s webhook=%s%s\n",
+		scheme, ln.Addr(), orNone(key), orNone(user), orNone(m.password), m.backlog, files, m.rate, m.opts.ListShape, orNone(m.opts.WebhookURL), caNote)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			stopGen()
+			srv.Close() // releases hanging and delayed requests
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := hs.Shutdown(sctx); err != nil {
+				hs.Close()
+			}
+		})
+	}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 // fill creates the backlog, one stream of one sensor per worker at a time.
@@ -256,10 +425,10 @@ func fill(srv *otsectest.Server, ss []otsectest.Site, streams []string, n int) {
 	wg.Wait()
 }
 
-// selfSigned makes a self-signed certificate for the listen address (and
+// selfSigned makes a self-signed certificate for the listen addresses (and
 // localhost) and writes its PEM, which is also the CA to trust, to caFile or
 // to a new temporary directory.
-func selfSigned(addr net.Addr, caFile string) (tls.Certificate, string, error) {
+func selfSigned(caFile string, addrs ...net.Addr) (tls.Certificate, string, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return tls.Certificate{}, "", err
@@ -281,8 +450,10 @@ func selfSigned(addr net.Addr, caFile string) (tls.Certificate, string, error) {
 		DNSNames:              []string{"localhost"},
 		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 	}
-	if ta, ok := addr.(*net.TCPAddr); ok && !ta.IP.IsUnspecified() && !ta.IP.IsLoopback() {
-		tmpl.IPAddresses = append(tmpl.IPAddresses, ta.IP)
+	for _, addr := range addrs {
+		if ta, ok := addr.(*net.TCPAddr); ok && !ta.IP.IsUnspecified() && !ta.IP.IsLoopback() {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ta.IP)
+		}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
