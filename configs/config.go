@@ -37,6 +37,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/mdbridge/mdbridge/pipeline"
+	"github.com/mdbridge/mdbridge/pollers/mdss"
 	"github.com/mdbridge/mdbridge/pollers/otsec"
 	"github.com/mdbridge/mdbridge/sinks/file"
 	"github.com/mdbridge/mdbridge/sinks/nats"
@@ -52,6 +53,7 @@ type validator interface{ Validate() error }
 // defaults into its SourceConfig field and returns that struct to decode into.
 var sourceTypes = map[string]func(*SourceConfig) validator{
 	otsec.Type: func(s *SourceConfig) validator { c := otsec.DefaultConfig(); s.OTSecurity = &c; return &c },
+	mdss.Type:  func(s *SourceConfig) validator { c := mdss.DefaultConfig(); s.StorageSecurity = &c; return &c },
 }
 
 // sinkTypes is the same registry for sinks.
@@ -106,6 +108,8 @@ type SourceConfig struct {
 	Type string `json:"type"`
 	// OTSecurity is set when Type is otsec.Type.
 	OTSecurity *otsec.Config `json:"otsecurity,omitempty"`
+	// StorageSecurity is set when Type is mdss.Type.
+	StorageSecurity *mdss.Config `json:"storage_security,omitempty"`
 }
 
 // SinkConfig is one configured sink instance. Exactly one of the per-type

@@ -119,6 +119,8 @@ var plantedWebhookSecret = "whsec_" + base64.StdEncoding.EncodeToString([]byte(p
 var companions = map[string]map[string]any{
 	"nats.password":    {"user": "mdbridge"},
 	"webhook.password": {"username": "mdbridge"},
+	// A user's password replaces the example's API key: one mode at a time.
+	"storage_security.password": {"username": "mdbridge", "api_key": ""},
 }
 
 // TestSecretsNeverLeak plants a secret in every pipeline.Secret key of every

@@ -17,6 +17,7 @@ import (
 
 	"github.com/mdbridge/mdbridge/configs"
 	"github.com/mdbridge/mdbridge/pipeline"
+	"github.com/mdbridge/mdbridge/pollers/mdss"
 	"github.com/mdbridge/mdbridge/pollers/otsec"
 	"github.com/mdbridge/mdbridge/state"
 )
@@ -143,6 +144,16 @@ func runBridge(ctx context.Context, cfg *configs.Config, log *zap.Logger, onStar
 		DeadLetterDir: deadLetterDir(cfg),
 	})
 	now := time.Now()
+	// Sources that hold a session end it (MDSS logout) once the runner has
+	// stopped polling, or when the bridge fails to start.
+	var closers []func() error
+	defer func() {
+		for _, c := range closers {
+			if err := c(); err != nil {
+				log.Warn("closing source", zap.Error(err))
+			}
+		}
+	}()
 	for _, name := range sortedKeys(cfg.Sources) {
 		sc := cfg.Sources[name]
 		switch {
@@ -154,6 +165,15 @@ func runBridge(ctx context.Context, cfg *configs.Config, log *zap.Logger, onStar
 			}
 			start, _ := otsec.ParseStart(c.Start, now)
 			r.AddSource(p, pipeline.SourceOptions{Interval: c.Interval, Lookback: c.Lookback, Start: start, DiscoveryInterval: c.DiscoveryInterval})
+		case sc.StorageSecurity != nil:
+			c := sc.StorageSecurity
+			p, err := mdss.New(name, *c, log)
+			if err != nil {
+				return err
+			}
+			closers = append(closers, p.Close)
+			start, _ := pipeline.ParseStart(c.Start, now)
+			r.AddSource(p, pipeline.SourceOptions{Interval: c.Interval, Lookback: c.Lookback, Start: start})
 		default:
 			return fmt.Errorf("sources.%s: type %q is not supported by this build", name, sc.Type)
 		}
