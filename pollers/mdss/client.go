@@ -229,7 +229,7 @@ func (c *client) getJSON(ctx context.Context, pathQuery string) (gjson.Result, e
 			}
 			continue
 		}
-		doc, err := decodeBody(http.MethodGet, pathQuery, resp, c.secrets())
+		doc, err := decodeBody(http.MethodGet, pathQuery, resp, c.secrets(), true)
 		if errors.Is(err, ErrUnauthorized) {
 			if c.sess != nil {
 				err = fmt.Errorf("%w (still refused after the session was renewed; check the user's permissions)", err)
@@ -292,9 +292,11 @@ var htmlTitle = regexp.MustCompile(`(?is)<title[^>]*>(.*?)</title>`)
 
 // decodeBody checks an answer and parses its JSON. It fails for 401 (as
 // ErrUnauthorized), any other non-2xx status, an HTML page, an empty body
-// and a body that is not complete JSON; a failure quotes at most a short,
-// sanitised prefix of the body.
-func decodeBody(method, pathQuery string, resp response, secrets []string) (gjson.Result, error) {
+// and a body that is not complete JSON. With quote, a failure quotes at
+// most a short, sanitised prefix of the body (or the API's message);
+// without it (session answers, which carry tokens) only sizes and the
+// HTML title.
+func decodeBody(method, pathQuery string, resp response, secrets []string, quote bool) (gjson.Result, error) {
 	trimmed := bytes.TrimSpace(bytes.TrimPrefix(resp.body, []byte("\xef\xbb\xbf")))
 	if len(trimmed) > 0 && trimmed[0] == '<' || strings.Contains(strings.ToLower(resp.ctype), "html") {
 		title := "no title"
@@ -311,7 +313,11 @@ func decodeBody(method, pathQuery string, resp response, secrets []string) (gjso
 	valid := gjson.ValidBytes(trimmed)
 	if resp.status < 200 || resp.status > 299 {
 		e := &APIError{Method: method, Path: pathQuery, Status: resp.status}
-		if valid {
+		if !quote {
+			if len(trimmed) > 0 {
+				e.Message = fmt.Sprintf("%d-byte body not shown", len(resp.body))
+			}
+		} else if valid {
 			doc := gjson.ParseBytes(trimmed)
 			for _, k := range []string{"error", "message", "Message", "title", "detail"} {
 				if v := doc.Get(k); v.Type == gjson.String && v.Str != "" {
@@ -331,6 +337,9 @@ func decodeBody(method, pathQuery string, resp response, secrets []string) (gjso
 		return gjson.Result{}, fmt.Errorf("%s %s: HTTP %d with an empty body", method, pathQuery, resp.status)
 	}
 	if !valid {
+		if !quote {
+			return gjson.Result{}, fmt.Errorf("%s %s: HTTP %d with malformed or truncated JSON (%d bytes)", method, pathQuery, resp.status, len(resp.body))
+		}
 		return gjson.Result{}, fmt.Errorf("%s %s: HTTP %d with malformed or truncated JSON (%d bytes, starting %q)",
 			method, pathQuery, resp.status, len(resp.body), snippet(trimmed, secrets))
 	}
@@ -603,7 +612,7 @@ func (s *session) post(ctx context.Context, path string, body []byte, hdr http.H
 		return tokenSet{}, err
 	}
 	local := time.Now()
-	doc, err := decodeBody(http.MethodPost, path, resp, append(secrets, s.secretsLocked()...))
+	doc, err := decodeBody(http.MethodPost, path, resp, append(secrets, s.secretsLocked()...), false)
 	if err != nil {
 		return tokenSet{}, err
 	}
@@ -685,7 +694,7 @@ func (s *session) logout(ctx context.Context) error {
 		return nil // the session had ended already
 	}
 	if resp.status < 200 || resp.status > 299 {
-		_, err := decodeBody(http.MethodPost, s.c.paths.Logout, resp, nil)
+		_, err := decodeBody(http.MethodPost, s.c.paths.Logout, resp, nil, false)
 		return fmt.Errorf("logout: %w", err)
 	}
 	return nil

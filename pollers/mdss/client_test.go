@@ -682,3 +682,28 @@ func TestListPath(t *testing.T) {
 		}
 	}
 }
+
+// TestSessionAnswersNeverQuoted: a broken authenticate or refresh answer
+// holds tokens, so its error gives sizes, never the body.
+func TestSessionAnswersNeverQuoted(t *testing.T) {
+	for _, tt := range []struct {
+		status int
+		body   string
+		want   string
+	}{
+		{200, `{"accessToken":"opaque-T0ken-xyz","refreshToken":"opaque-R3fresh`, "malformed or truncated JSON (64 bytes)"},
+		{500, `{"message":"failed for opaque-T0ken-xyz"}`, "HTTP 500: 41-byte body not shown"},
+		{200, `{"token_type":"opaque-T0ken-xyz"}`, `token answer has no accessToken string (keys present: "token_type")`},
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(tt.status)
+			_, _ = io.WriteString(w, tt.body)
+		}))
+		c, _ := testClient(t, sessionConfig(srv.URL))
+		_, err := c.getJSON(context.Background(), "/api/scan/0/10")
+		if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "T0ken") || strings.Contains(err.Error(), "R3fresh") {
+			t.Errorf("error %v, want %q without the tokens", err, tt.want)
+		}
+		srv.Close()
+	}
+}
