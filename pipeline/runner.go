@@ -246,8 +246,9 @@ func (r *Runner) runTrim(ctx context.Context) {
 			return
 		case <-time.After(r.opts.TrimInterval):
 		}
+		evicted := map[string]uint64{} // sink -> events moved to its dead-letter file
 		res, err := r.store.Trim(time.Now(), r.opts.Retention, r.opts.MaxBytes, names, func(ev []state.Eviction) error {
-			return r.evict(ev)
+			return r.evict(ev, evicted)
 		})
 		switch {
 		case err != nil && !failing:
@@ -261,10 +262,21 @@ func (r *Runner) runTrim(ctx context.Context) {
 			r.log.Error("journal over its state.max_bytes budget: oldest undelivered events moved to dead-letter",
 				zap.Uint64("events", res.Evicted), zap.Uint64("max_bytes", r.opts.MaxBytes))
 		}
+		// One line per sink that held the journal back, naming it and its
+		// file: the line above says neither.
+		for _, d := range r.sinks {
+			if n := evicted[d.name]; n > 0 {
+				d.log.Error("journal over its state.max_bytes budget: this sink's oldest undelivered events moved to its dead-letter file; "+
+					"mdbridge replay --sink delivers them again",
+					zap.Uint64("events", n), zap.String("file", DeadLetterPath(r.opts.DeadLetterDir, d.name)))
+			}
+		}
 	}
 }
 
-func (r *Runner) evict(ev []state.Eviction) error {
+// evict writes evicted entries to the dead-letter file of each sink that
+// had not taken them, and adds the counts per sink to evicted.
+func (r *Runner) evict(ev []state.Eviction, evicted map[string]uint64) error {
 	bySink := map[string][]Entry{}
 	for _, e := range ev {
 		for _, s := range e.Sinks {
@@ -279,6 +291,7 @@ func (r *Runner) evict(ev []state.Eviction) error {
 			return err
 		}
 		d.deadLettered.Add(uint64(len(bySink[d.name])))
+		evicted[d.name] += uint64(len(bySink[d.name]))
 	}
 	return nil
 }

@@ -54,6 +54,7 @@ type APIError struct {
 	Message string
 }
 
+// Error implements error: method, path, status and message.
 func (e *APIError) Error() string {
 	s := fmt.Sprintf("%s %s: HTTP %d", e.Method, e.Path, e.Status)
 	if e.Message != "" {
@@ -229,7 +230,7 @@ func (c *client) getJSON(ctx context.Context, pathQuery string) (gjson.Result, e
 			}
 			continue
 		}
-		doc, err := decodeBody(http.MethodGet, pathQuery, resp, c.secrets(), true)
+		doc, err := decodeBody(http.MethodGet, pathQuery, resp, c.secrets, true)
 		if errors.Is(err, ErrUnauthorized) {
 			if c.sess != nil {
 				err = fmt.Errorf("%w (still refused after the session was renewed; check the user's permissions)", err)
@@ -296,8 +297,13 @@ var htmlTitle = regexp.MustCompile(`(?is)<title[^>]*>(.*?)</title>`)
 // most a short, sanitised prefix of the body (or the API's message);
 // without it (session answers, which carry tokens) only sizes and the
 // HTML title.
-func decodeBody(method, pathQuery string, resp response, secrets []string, quote bool) (gjson.Result, error) {
+func decodeBody(method, pathQuery string, resp response, secretsOf func() []string, quote bool) (gjson.Result, error) {
 	trimmed := bytes.TrimSpace(bytes.TrimPrefix(resp.body, []byte("\xef\xbb\xbf")))
+	valid := gjson.ValidBytes(trimmed)
+	var secrets []string
+	if secretsOf != nil && (!valid || resp.status < 200 || resp.status > 299) {
+		secrets = secretsOf() // only failures quote anything
+	}
 	if len(trimmed) > 0 && trimmed[0] == '<' || strings.Contains(strings.ToLower(resp.ctype), "html") {
 		title := "no title"
 		if m := htmlTitle.FindSubmatch(resp.body); m != nil {
@@ -310,7 +316,6 @@ func decodeBody(method, pathQuery string, resp response, secrets []string, quote
 		}
 		return gjson.Result{}, err
 	}
-	valid := gjson.ValidBytes(trimmed)
 	if resp.status < 200 || resp.status > 299 {
 		e := &APIError{Method: method, Path: pathQuery, Status: resp.status}
 		if !quote {
@@ -612,7 +617,7 @@ func (s *session) post(ctx context.Context, path string, body []byte, hdr http.H
 		return tokenSet{}, err
 	}
 	local := time.Now()
-	doc, err := decodeBody(http.MethodPost, path, resp, append(secrets, s.secretsLocked()...), false)
+	doc, err := decodeBody(http.MethodPost, path, resp, func() []string { return append(secrets, s.secretsLocked()...) }, false)
 	if err != nil {
 		return tokenSet{}, err
 	}

@@ -72,7 +72,8 @@ type Paths struct {
 
 // Config is the configuration of one MetaDefender Storage Security source.
 // Authentication is either an API key (api_key or api_key_file) or a user
-// name with a password (password or password_file), never both.
+// name with a password (password or password_file), never both. Every key
+// is described in README.md and configs/example.yaml.
 type Config struct {
 	URL           string                       `koanf:"url" json:"url"`
 	APIKey        pipeline.Secret              `koanf:"api_key" json:"api_key"`

@@ -290,6 +290,7 @@ type FieldError struct {
 	Err      error
 }
 
+// Error implements error, naming the field, its paths and the override key.
 func (e *FieldError) Error() string {
 	var b strings.Builder
 	b.WriteString(e.Record)
@@ -303,6 +304,7 @@ func (e *FieldError) Error() string {
 	return b.String()
 }
 
+// Unwrap returns the underlying problem (pipeline.ErrNoTime, ...).
 func (e *FieldError) Unwrap() error { return e.Err }
 
 var errMissing = errors.New("is missing")

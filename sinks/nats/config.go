@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -309,6 +310,9 @@ func parseURLs(s string) ([]string, error) {
 		if u.Hostname() == "" {
 			return nil, fmt.Errorf("%s: no host", redactURL(u))
 		}
+		if !validPort(u.Port()) {
+			return nil, fmt.Errorf("%s: port %q is not between 1 and 65535", redactURL(u), u.Port())
+		}
 		if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
 			if u.Scheme == "nats" || u.Scheme == "tls" {
 				return nil, fmt.Errorf("%s: a nats or tls URL has no path or query", redactURL(u))
@@ -320,6 +324,17 @@ func parseURLs(s string) ([]string, error) {
 		return nil, errors.New("is required")
 	}
 	return out, nil
+}
+
+// validPort reports whether a URL's port is absent or between 1 and 65535.
+// url.Parse only checks that it is digits, so a port such as 99999 would
+// otherwise pass and fail every connection attempt, forever.
+func validPort(p string) bool {
+	if p == "" {
+		return true
+	}
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= 1 && n <= 65535
 }
 
 // redactURL prints a URL without its user information.

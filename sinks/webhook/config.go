@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -139,6 +140,9 @@ func (c *Config) Validate() error {
 		add("url", "must be an http:// or https:// URL with a host")
 	} else if u.User != nil {
 		add("url", "must not carry credentials; use bearer_token or username and password")
+	} else if p := u.Port(); p != "" && !validPort(p) {
+		// url.Parse only checks that the port is digits.
+		add("url", "port %q is not between 1 and 65535", p)
 	} else {
 		scheme = u.Scheme
 	}
@@ -221,6 +225,12 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.Common().Validate()...)
 	return errors.Join(errs...)
+}
+
+// validPort reports whether p is a port number between 1 and 65535.
+func validPort(p string) bool {
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= 1 && n <= 65535
 }
 
 // reservedHeaders are set by the sink or by HTTP itself; a custom header
