@@ -24,7 +24,19 @@ type Record struct {
 	// Event is the normalised event. A stream may leave it nil and set
 	// Batch.Normalize, so that only records the runner finds new are built.
 	Event *Event
+	// Action is set by the runner, for records of a SetStream, before it
+	// calls Batch.Normalize: ActionAdded, ActionChanged or ActionRemoved.
+	// A removal record is made by the runner: its Raw is the record as last
+	// seen (from the journal; "{}" when that has left it).
+	Action string
 }
+
+// Actions a SetStream's records are normalised with (Record.Action).
+const (
+	ActionAdded   = "added"
+	ActionChanged = "changed"
+	ActionRemoved = "removed"
+)
 
 // Position is what a stream is told about its progress when it polls.
 type Position struct {
@@ -59,6 +71,21 @@ type Stream interface {
 	ID() string
 	// Poll fetches what is new after pos.
 	Poll(ctx context.Context, pos Position) (Batch, error)
+}
+
+// SetStream is a Stream whose every poll returns the whole current set of
+// its records (a device inventory, the CVEs of every device, the patch
+// requests) rather than what is new since a watermark. The runner compares
+// each poll with what it has seen: a new key is added, a changed hash is a
+// revision, and a key missing from complete polls (Batch.Gap == 0) for
+// RemoveAfter is removed. Nothing is pruned from its seen index by time.
+// Records that are older than the configured start the first time they are
+// seen become the baseline: remembered, not emitted.
+type SetStream interface {
+	Stream
+	// RemoveAfter is how long a record must be missing before its removal
+	// is emitted; 0 never emits removals.
+	RemoveAfter() time.Duration
 }
 
 // Poller is a configured upstream instance that serves one or more streams.

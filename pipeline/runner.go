@@ -48,6 +48,12 @@ type SourceOptions struct {
 	Start time.Time
 	// DiscoveryInterval is how often the poller's stream list is refreshed.
 	DiscoveryInterval time.Duration
+	// Heartbeat is the period of each stream's bridge.heartbeat event; 0
+	// emits none.
+	Heartbeat time.Duration
+	// Product and URL fill in the source block of heartbeat events (the
+	// poller fills in its own events').
+	Product, URL string
 }
 
 // SinkOptions configure one sink's dispatcher.
@@ -208,7 +214,7 @@ func (r *Runner) runSource(ctx context.Context, s sourceEntry) {
 				if _, ok := running[id]; ok {
 					continue
 				}
-				sr, err := r.newStreamRunner(st, s.opts, log)
+				sr, err := r.newStreamRunner(st, s.p.Name(), s.opts, log)
 				if err != nil {
 					log.Error("cannot start stream", zap.String("stream", id), zap.Error(err))
 					continue
@@ -230,6 +236,30 @@ func (r *Runner) runSource(ctx context.Context, s sourceEntry) {
 		case <-ctx.Done():
 			return
 		case <-time.After(wait):
+		}
+	}
+}
+
+// Push commits records that a source received instead of polling (an MDSS
+// webhook, say) into one of its running streams, and returns once they are
+// durable in the journal, with the number of new events (records already
+// seen, pushed or polled, are dropped). It waits for the stream to start
+// when the runner is still starting up; ctx bounds the wait.
+func (r *Runner) Push(ctx context.Context, streamID string, b Batch) (int, error) {
+	if b.Release != nil {
+		defer b.Release()
+	}
+	for {
+		r.mu.Lock()
+		sr := r.streams[streamID]
+		r.mu.Unlock()
+		if sr != nil {
+			return sr.push(b)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("push to stream %s: not running: %w", streamID, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }

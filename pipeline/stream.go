@@ -17,15 +17,26 @@ import (
 
 // streamRunner polls one stream and commits what is new.
 type streamRunner struct {
-	r    *Runner
-	s    Stream
-	id   string
-	opts SourceOptions
-	log  *zap.Logger
+	r        *Runner
+	s        Stream
+	id       string
+	instance string
+	opts     SourceOptions
+	log      *zap.Logger
+	// set is true for a SetStream; removeAfter is its RemoveAfter.
+	set         bool
+	removeAfter time.Duration
 
-	// Owned by the run goroutine.
+	// cmu serialises commits (polls, pushes, heartbeats) and guards what
+	// they share.
+	cmu  sync.Mutex
 	st   state.StreamState
 	seen map[uint64]seenRec // by keyHash of the natural key
+	// For set streams only: the natural key of every seen hash, and since
+	// when a key has been missing from complete polls.
+	keys   map[uint64]string
+	absent map[uint64]time.Time
+	hb     heartbeatPeriod
 
 	mu   sync.Mutex
 	stat StreamStatus
@@ -38,21 +49,41 @@ type seenRec struct {
 	jseq uint64
 }
 
-func (r *Runner) newStreamRunner(s Stream, o SourceOptions, log *zap.Logger) (*streamRunner, error) {
+// tombstone is the content hash of a removed record in a set stream's seen
+// index; a record that comes back is added again as a new revision.
+const tombstone uint64 = 0
+
+// heartbeatPeriod counts what a stream did since its last heartbeat.
+type heartbeatPeriod struct {
+	records, events, gaps, errors int
+	lastError                     string
+	polledUntil                   time.Time
+}
+
+func (r *Runner) newStreamRunner(s Stream, instance string, o SourceOptions, log *zap.Logger) (*streamRunner, error) {
 	id := s.ID()
 	st, entries, err := r.store.LoadStream(id)
 	if err != nil {
 		return nil, err
 	}
-	sr := &streamRunner{r: r, s: s, id: id, opts: o, log: log.With(zap.String("stream", id)),
+	sr := &streamRunner{r: r, s: s, id: id, instance: instance, opts: o, log: log.With(zap.String("stream", id)),
 		st: st, seen: make(map[uint64]seenRec, len(entries))}
+	if ss, ok := s.(SetStream); ok {
+		sr.set, sr.removeAfter = true, ss.RemoveAfter()
+		sr.keys, sr.absent = make(map[uint64]string, len(entries)), map[uint64]time.Time{}
+	}
 	for _, e := range entries {
 		// Entries come oldest first; a later one for the same key wins.
-		sr.seen[keyHash(e.Key)] = seenRec{time: e.Time, hash: e.Hash, rev: e.Revision, jseq: e.JournalSeq}
+		kh := keyHash(e.Key)
+		sr.seen[kh] = seenRec{time: e.Time, hash: e.Hash, rev: e.Revision, jseq: e.JournalSeq}
+		if sr.set {
+			sr.keys[kh] = e.Key
+		}
 	}
 	if !st.Started {
 		sr.st.Floor = o.Start
 	}
+	sr.hb.polledUntil = st.Watermark
 	sr.stat = StreamStatus{ID: id, Watermark: st.Watermark, Gaps: st.Gaps}
 	r.mu.Lock()
 	r.streams[id] = sr
@@ -75,7 +106,7 @@ func (sr *streamRunner) status() StreamStatus {
 // boundary is the oldest record time the next poll still wants.
 func (sr *streamRunner) boundary(wm time.Time) time.Time {
 	b := sr.st.Floor
-	if !wm.IsZero() {
+	if !wm.IsZero() && !sr.set {
 		if w := wm.Add(-sr.opts.Lookback); w.After(b) {
 			b = w
 		}
@@ -92,17 +123,30 @@ func (sr *streamRunner) run(ctx context.Context) {
 	bo := newBackoff(time.Second, time.Minute)
 	var failures int
 	var lastErr string
-	wait := time.Duration(0)
+	poll := time.NewTimer(0)
+	defer poll.Stop()
+	var heartbeat <-chan time.Time
+	if sr.opts.Heartbeat > 0 {
+		t := time.NewTicker(sr.opts.Heartbeat)
+		defer t.Stop()
+		heartbeat = t.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(wait):
+		case now := <-heartbeat:
+			if err := sr.emitHeartbeat(now); err != nil && ctx.Err() == nil {
+				sr.log.Warn("heartbeat not committed", zap.Error(err))
+			}
+			continue
+		case <-poll.C:
 		}
 		err := sr.pollOnce(ctx)
 		if ctx.Err() != nil {
 			return
 		}
+		wait := jitter(sr.opts.Interval)
 		if err != nil {
 			failures++
 			wait = bo.NextBackOff()
@@ -113,16 +157,18 @@ func (sr *streamRunner) run(ctx context.Context) {
 				sr.log.Debug("poll failed again", zap.Error(err), zap.Int("attempt", failures))
 			}
 			lastErr = msg
+			sr.cmu.Lock()
+			sr.hb.errors++
+			sr.hb.lastError = msg
+			sr.cmu.Unlock()
 			sr.statusUpdate(func(s *StreamStatus) { s.Errors++; s.Failing = true; s.LastError = msg })
-			continue
-		}
-		if failures > 0 {
+		} else if failures > 0 {
 			sr.log.Info("poll recovered", zap.Int("failed_attempts", failures))
 			failures, lastErr = 0, ""
 			bo.Reset()
 			sr.statusUpdate(func(s *StreamStatus) { s.Failing = false })
 		}
-		wait = jitter(sr.opts.Interval)
+		poll.Reset(wait)
 	}
 }
 
@@ -134,6 +180,19 @@ func (sr *streamRunner) run(ctx context.Context) {
 // encode buffers and bbolt's dirty pages.
 const commitChunk = 2000
 
+// commitPlan is what one poll or push commits besides its records.
+type commitPlan struct {
+	normalize func(*Record) error
+	// floor: time-stream records older than it are dropped.
+	floor time.Time
+	// baseline: on a set stream's first poll, records older than it (or
+	// without a time) are remembered without an event; zero: none.
+	baseline  time.Time
+	observed  time.Time
+	watermark time.Time
+	gap       int
+}
+
 // pollOnce fetches, deduplicates, numbers and commits one poll.
 func (sr *streamRunner) pollOnce(ctx context.Context) error {
 	select {
@@ -143,8 +202,11 @@ func (sr *streamRunner) pollOnce(ctx context.Context) error {
 	}
 	defer func() { <-sr.r.sem }()
 
+	sr.cmu.Lock()
 	floor := sr.boundary(sr.st.Watermark)
-	batch, err := sr.s.Poll(ctx, Position{Watermark: sr.st.Watermark, Floor: floor})
+	pos := Position{Watermark: sr.st.Watermark, Floor: floor}
+	sr.cmu.Unlock()
+	batch, err := sr.s.Poll(ctx, pos)
 	if err != nil {
 		return err
 	}
@@ -153,15 +215,37 @@ func (sr *streamRunner) pollOnce(ctx context.Context) error {
 	}
 	sr.statusUpdate(func(s *StreamStatus) { s.Polls++ })
 	observed := time.Now().UTC()
-	watermark := sr.st.Watermark
-	for i := range batch.Records {
-		if t := batch.Records[i].Time; !t.Before(floor) && t.After(watermark) {
-			watermark = t
+
+	sr.cmu.Lock()
+	defer sr.cmu.Unlock()
+	plan := commitPlan{normalize: batch.Normalize, floor: floor, observed: observed, watermark: sr.st.Watermark, gap: batch.Gap}
+	recs := batch.Records
+	if sr.set {
+		plan.watermark = observed
+		if !sr.st.Started {
+			plan.baseline = sr.st.Floor
+		}
+		recs = sr.withRemovals(recs, observed, batch.Gap == 0)
+	} else {
+		for i := range recs {
+			if t := recs[i].Time; !t.Before(floor) && t.After(plan.watermark) {
+				plan.watermark = t
+			}
 		}
 	}
-	recs := batch.Records
+	sr.hb.records += len(batch.Records)
+	if err := sr.commitAll(recs, plan, true); err != nil {
+		return err
+	}
+	sr.hb.polledUntil = plan.watermark
+	return nil
+}
+
+// commitAll commits records in chunks; the last chunk carries the
+// stream's new state (when final).
+func (sr *streamRunner) commitAll(recs []Record, plan commitPlan, final bool) error {
 	for {
-		n, err := sr.commitNext(recs, batch.Normalize, floor, observed, watermark, batch.Gap)
+		n, err := sr.commitNext(recs, plan, final)
 		if err != nil {
 			return err
 		}
@@ -172,15 +256,56 @@ func (sr *streamRunner) pollOnce(ctx context.Context) error {
 	}
 }
 
+// withRemovals takes a set stream's complete poll and appends a removal
+// record for every seen key that has now been missing for removeAfter.
+// Only complete polls count: one cut short by the page cap says nothing
+// about what is missing. Called with cmu held.
+func (sr *streamRunner) withRemovals(recs []Record, now time.Time, complete bool) []Record {
+	if sr.removeAfter <= 0 || !complete {
+		return recs
+	}
+	present := make(map[uint64]struct{}, len(recs))
+	for i := range recs {
+		present[keyHash(recs[i].Key)] = struct{}{}
+	}
+	for kh := range sr.absent {
+		if _, ok := present[kh]; ok {
+			delete(sr.absent, kh)
+		}
+	}
+	for kh, prev := range sr.seen {
+		if _, ok := present[kh]; ok || prev.hash == tombstone {
+			continue
+		}
+		since, ok := sr.absent[kh]
+		if !ok {
+			sr.absent[kh] = now
+			continue
+		}
+		if now.Sub(since) < sr.removeAfter {
+			continue
+		}
+		raw := []byte("{}")
+		if old, err := sr.r.store.Get(prev.jseq); err == nil && old != nil {
+			if r := gjson.GetBytes(old, "raw"); r.IsObject() {
+				raw = []byte(r.Raw)
+			}
+		}
+		recs = append(recs, Record{Key: sr.keys[kh], Time: now, Hash: tombstone, Raw: raw, Action: ActionRemoved})
+	}
+	return recs
+}
+
 // commitNext commits the new events among the first records, up to
 // commitChunk of them, and returns how many records it consumed. When it
-// consumes the rest it also commits the poll's watermark, gap count and
-// seen-index pruning.
-func (sr *streamRunner) commitNext(recs []Record, normalize func(*Record) error, floor, observed, watermark time.Time, gap int) (int, error) {
+// consumes the rest and final is set it also commits the watermark, gap
+// count and seen-index pruning. Called with cmu held.
+func (sr *streamRunner) commitNext(recs []Record, plan commitPlan, final bool) (int, error) {
 	next := sr.st
 	next.Started = true
 	size := min(len(recs), commitChunk)
 	seenNew := make([]state.SeenEntry, 0, size)
+	var baseline []state.SeenEntry
 	offsets := make([]int, 0, size+1)
 	pending := map[uint64]seenRec{}
 	kinds := map[string]uint64{}
@@ -192,11 +317,8 @@ func (sr *streamRunner) commitNext(recs []Record, normalize func(*Record) error,
 	defer func() { sr.r.bufs.Put(buf) }()
 	var err error
 	i := 0
-	for ; i < len(recs) && len(seenNew) < commitChunk; i++ {
+	for ; i < len(recs) && len(seenNew)+len(baseline) < commitChunk; i++ {
 		rec := &recs[i]
-		if rec.Time.Before(floor) {
-			continue
-		}
 		kh := keyHash(rec.Key)
 		prev, ok := pending[kh]
 		if !ok {
@@ -205,11 +327,27 @@ func (sr *streamRunner) commitNext(recs []Record, normalize func(*Record) error,
 		if ok && prev.hash == rec.Hash {
 			continue
 		}
+		if !sr.set && rec.Time.Before(plan.floor) {
+			continue
+		}
+		if !ok && !plan.baseline.IsZero() && (rec.Time.IsZero() || rec.Time.Before(plan.baseline)) {
+			baseline = append(baseline, state.SeenEntry{Time: rec.Time, Key: rec.Key, Hash: rec.Hash})
+			pending[kh] = seenRec{time: rec.Time, hash: rec.Hash}
+			continue
+		}
+		if sr.set && rec.Action == "" {
+			switch {
+			case !ok || prev.hash == tombstone:
+				rec.Action = ActionAdded
+			default:
+				rec.Action = ActionChanged
+			}
+		}
 		if rec.Event == nil {
-			if normalize == nil {
+			if plan.normalize == nil {
 				return 0, fmt.Errorf("record %q has no event", rec.Key)
 			}
-			if err := normalize(rec); err != nil {
+			if err := plan.normalize(rec); err != nil {
 				return 0, fmt.Errorf("record %q: %w", rec.Key, err)
 			}
 		}
@@ -219,17 +357,22 @@ func (sr *streamRunner) commitNext(recs []Record, normalize func(*Record) error,
 		ev.Changes = nil
 		if ok {
 			rev = int(prev.rev) + 1
-			raw := rec.Raw
-			if raw == nil {
-				raw = ev.Raw
+			if rec.Action != ActionRemoved && prev.hash != tombstone {
+				raw := rec.Raw
+				if raw == nil {
+					raw = ev.Raw
+				}
+				ev.Changes = sr.changes(prev.jseq, raw)
 			}
-			ev.Changes = sr.changes(prev.jseq, raw)
 		}
 		next.LastSeq++
 		ev.Schema = Schema
 		ev.Seq = next.LastSeq
 		ev.Revision = rev
-		ev.Observed = observed
+		ev.Observed = plan.observed
+		if ev.Time.IsZero() {
+			ev.Time = plan.observed
+		}
 		ev.ID = EventID(sr.id, ev.Kind, rec.Key, rev)
 		if ev.Source.Stream == "" {
 			ev.Source.Stream = sr.id
@@ -247,39 +390,49 @@ func (sr *streamRunner) commitNext(recs []Record, normalize func(*Record) error,
 	for k := range seenNew {
 		appends[k] = state.Append{Data: buf[offsets[k]:offsets[k+1]], Seen: &seenNew[k]}
 	}
-	final := i == len(recs)
+	last := i == len(recs) && final
 	var prune time.Time
-	if final {
-		next.Watermark = watermark
-		if gap > 0 {
-			next.Gaps += uint64(gap)
+	if last {
+		next.Watermark = plan.watermark
+		if plan.gap > 0 {
+			next.Gaps += uint64(plan.gap)
+			sr.hb.gaps += plan.gap
 			sr.log.Warn("records skipped: the page-size cap was reached before the watermark; raise max_page_limit or shorten interval",
-				zap.Int("gap", gap), zap.Uint64("gaps_total", next.Gaps))
+				zap.Int("gap", plan.gap), zap.Uint64("gaps_total", next.Gaps))
 		}
-		prune = sr.boundary(next.Watermark)
-	} else if len(appends) == 0 {
+		if !sr.set {
+			prune = sr.boundary(next.Watermark)
+		}
+	} else if len(appends) == 0 && len(baseline) == 0 {
 		return i, nil
 	}
-	if _, err := sr.r.store.Commit(state.Commit{Stream: sr.id, State: next, Events: appends, PruneBefore: prune}); err != nil {
+	if _, err := sr.r.store.Commit(state.Commit{Stream: sr.id, State: next, Events: appends, Seen: baseline, PruneBefore: prune}); err != nil {
 		return 0, fmt.Errorf("commit: %w", err)
 	}
 	// Durable: now update the in-memory view. Entries the end of this poll
 	// prunes anyway stay out of memory (they are on disk, for a restart in
 	// the middle of the poll).
-	keepFrom := sr.boundary(watermark)
-	for _, e := range seenNew {
+	keepFrom := sr.boundary(plan.watermark)
+	for _, e := range append(seenNew, baseline...) {
 		kh := keyHash(e.Key)
-		if e.Time.Before(keepFrom) {
+		if !sr.set && e.Time.Before(keepFrom) {
 			if _, ok := sr.seen[kh]; !ok {
 				continue
 			}
 		}
 		sr.seen[kh] = seenRec{time: e.Time, hash: e.Hash, rev: e.Revision, jseq: e.JournalSeq}
+		if sr.set {
+			sr.keys[kh] = e.Key
+			if e.Hash == tombstone {
+				delete(sr.absent, kh)
+			}
+		}
 	}
-	if final && prune.After(sr.boundary(sr.st.Watermark)) {
+	if last && !prune.IsZero() && prune.After(sr.boundary(sr.st.Watermark)) {
 		sr.pruneSeen(prune)
 	}
 	sr.st = next
+	sr.hb.events += len(appends)
 	sr.statusUpdate(func(s *StreamStatus) {
 		s.Events += uint64(len(appends))
 		s.Watermark = next.Watermark
@@ -293,6 +446,69 @@ func (sr *streamRunner) commitNext(recs []Record, normalize func(*Record) error,
 		sr.r.mu.Unlock()
 	}
 	return i, nil
+}
+
+// push commits records a source received rather than polled (a webhook).
+// They go through the same seen index as polled records, so the one of a
+// pushed and a polled copy that arrives second is dropped, but they never
+// move the watermark: a push says nothing about what polling has covered.
+func (sr *streamRunner) push(b Batch) (int, error) {
+	if sr.set {
+		return 0, fmt.Errorf("stream %s takes whole sets by polling, not pushed records", sr.id)
+	}
+	sr.cmu.Lock()
+	defer sr.cmu.Unlock()
+	before := sr.st.LastSeq
+	plan := commitPlan{normalize: b.Normalize, observed: time.Now().UTC(), watermark: sr.st.Watermark}
+	sr.hb.records += len(b.Records)
+	if err := sr.commitAll(b.Records, plan, true); err != nil {
+		return 0, err
+	}
+	return int(sr.st.LastSeq - before), nil
+}
+
+// emitHeartbeat commits the bridge.heartbeat event of the period ending at
+// now and starts a new period.
+func (sr *streamRunner) emitHeartbeat(now time.Time) error {
+	sr.cmu.Lock()
+	defer sr.cmu.Unlock()
+	end := now.UTC()
+	hb := sr.hb
+	ev := &Event{
+		Schema: Schema, Kind: KindHeartbeat, Time: end, Observed: end,
+		Severity: SeverityInfo, SeverityScore: 1,
+		Source:    Source{Product: sr.opts.Product, Instance: sr.instance, Stream: sr.id, URL: sr.opts.URL},
+		Heartbeat: &Heartbeat{Records: hb.records, Events: hb.events, Gaps: hb.gaps, LastError: hb.lastError},
+	}
+	if hb.errors > 0 || hb.gaps > 0 {
+		ev.Severity, ev.SeverityScore = SeverityMedium, 5
+	}
+	until := "never"
+	if !hb.polledUntil.IsZero() {
+		t := hb.polledUntil.UTC()
+		ev.Heartbeat.PolledUntil = &t
+		until = t.Format(time.RFC3339)
+	}
+	ev.Message = fmt.Sprintf("%s polled up to %s: %d records, %d events, %d gaps, %d failed polls",
+		sr.id, until, hb.records, hb.events, hb.gaps, hb.errors)
+	next := sr.st
+	next.LastSeq++
+	ev.Seq = next.LastSeq
+	ev.ID = EventID(sr.id, KindHeartbeat, "heartbeat/"+end.Format(time.RFC3339Nano), 0)
+	data, err := AppendEvent(nil, ev)
+	if err != nil {
+		return fmt.Errorf("encode heartbeat: %w", err)
+	}
+	if _, err := sr.r.store.Commit(state.Commit{Stream: sr.id, State: next, Events: []state.Append{{Data: data}}}); err != nil {
+		return fmt.Errorf("commit heartbeat: %w", err)
+	}
+	sr.st = next
+	sr.hb = heartbeatPeriod{polledUntil: hb.polledUntil}
+	sr.r.mu.Lock()
+	sr.r.kinds[KindHeartbeat]++
+	sr.r.mu.Unlock()
+	sr.statusUpdate(func(s *StreamStatus) { s.Events++ })
+	return nil
 }
 
 // keyHash is the in-memory seen index's key for a natural key: 8 bytes

@@ -35,6 +35,8 @@ var (
 	keyJournalSeq    = []byte("journal_seq")
 	keyJournalBytes  = []byte("journal_bytes")
 	keyJournalCount  = []byte("journal_count")
+	// keySeenSerial names seen-index values that carry no journal event.
+	keySeenSerial = []byte("seen_serial")
 )
 
 // allBuckets are created on open.

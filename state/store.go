@@ -162,6 +162,10 @@ type Commit struct {
 	Stream string
 	State  StreamState
 	Events []Append
+	// Seen are seen-index entries without a journal event (records a set
+	// stream takes in as its baseline, see pipeline.SetStream); their
+	// JournalSeq stays 0.
+	Seen []SeenEntry
 	// PruneBefore drops seen entries with a record time before it.
 	PruneBefore time.Time
 }
@@ -225,10 +229,25 @@ func (s *Store) Commit(c Commit) (uint64, error) {
 				return fmt.Errorf("state: journal time index: %w", err)
 			}
 		}
+		tag := first
+		if first == 0 && len(c.Seen) > 0 {
+			// No event to name the value by: a serial of its own, with the
+			// top bit set so it never meets a journal sequence number.
+			serial := getUint(meta, keySeenSerial) + 1
+			putUint(meta, keySeenSerial, serial)
+			tag = serial | 1<<63
+		}
+		for i := range c.Seen {
+			c.Seen[i].JournalSeq = 0
+			seenEntries = append(seenEntries, &c.Seen[i])
+			if c.Seen[i].Time.After(newest) {
+				newest = c.Seen[i].Time
+			}
+		}
 		if len(seenEntries) > 0 {
 			k := make([]byte, 16)
 			putTimeKey(k, newest)
-			binary.BigEndian.PutUint64(k[8:], first)
+			binary.BigEndian.PutUint64(k[8:], tag)
 			if err := seen.Put(k, packSeen(seenEntries)); err != nil {
 				return fmt.Errorf("state: seen put: %w", err)
 			}

@@ -335,3 +335,47 @@ func TestSeqRange(t *testing.T) {
 		})
 	}
 }
+
+// TestSeenWithoutEvents checks seen entries committed without journal
+// events: they load back, two such commits with the same newest time do
+// not overwrite each other, and a later revision of the same key wins.
+func TestSeenWithoutEvents(t *testing.T) {
+	s := openTemp(t)
+	t0 := time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC)
+	st := StreamState{Started: true}
+	for _, keys := range [][]string{{"a", "b"}, {"c"}} {
+		var seen []SeenEntry
+		for _, k := range keys {
+			seen = append(seen, SeenEntry{Time: t0, Key: k, Hash: 7, JournalSeq: 99})
+		}
+		if _, err := s.Commit(Commit{Stream: "set", State: st, Seen: seen}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ev := appends(1, "x")
+	ev[0].Seen = &SeenEntry{Time: t0, Key: "b", Hash: 8, Revision: 1}
+	st.LastSeq = 1
+	if _, err := s.Commit(Commit{Stream: "set", State: st, Events: ev}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Read(0, 10, 1<<20); err != nil || len(n) != 1 {
+		t.Fatalf("journal holds %d entries (%v), want only the one event", len(n), err)
+	}
+	_, seen, err := s.LoadStream("set")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]SeenEntry{}
+	for _, e := range seen {
+		got[e.Key] = e
+	}
+	if len(got) != 3 {
+		t.Fatalf("seen keys = %v, want a, b and c", got)
+	}
+	if got["a"].JournalSeq != 0 || got["a"].Hash != 7 || got["c"].Hash != 7 {
+		t.Errorf("baseline entries = %+v %+v", got["a"], got["c"])
+	}
+	if got["b"].Revision != 1 || got["b"].Hash != 8 || got["b"].JournalSeq != 1 {
+		t.Errorf("b = %+v, want revision 1 with journal seq 1", got["b"])
+	}
+}
