@@ -54,6 +54,11 @@ type validator interface{ Validate() error }
 var sourceTypes = map[string]func(*SourceConfig) validator{
 	otsec.Type: func(s *SourceConfig) validator { c := otsec.DefaultConfig(); s.OTSecurity = &c; return &c },
 	mdss.Type:  func(s *SourceConfig) validator { c := mdss.DefaultConfig(); s.StorageSecurity = &c; return &c },
+	mdss.ReceiverType: func(s *SourceConfig) validator {
+		c := mdss.DefaultReceiverConfig()
+		s.MDSSWebhook = &c
+		return &c
+	},
 }
 
 // sinkTypes is the same registry for sinks.
@@ -110,6 +115,8 @@ type SourceConfig struct {
 	OTSecurity *otsec.Config `json:"otsecurity,omitempty"`
 	// StorageSecurity is set when Type is mdss.Type.
 	StorageSecurity *mdss.Config `json:"storage_security,omitempty"`
+	// MDSSWebhook is set when Type is mdss.ReceiverType.
+	MDSSWebhook *mdss.ReceiverConfig `json:"mdss_webhook,omitempty"`
 }
 
 // SinkConfig is one configured sink instance. Exactly one of the per-type
@@ -321,6 +328,17 @@ func (l *loader) resolve(env []string) *Config {
 
 	l.instances(sourceFamily(&cfg))
 	l.instances(sinkFamily(&cfg))
+
+	// A webhook receiver joins the streams of a storage_security source.
+	for _, name := range sortedKeys(cfg.Sources) {
+		w := cfg.Sources[name].MDSSWebhook
+		if w == nil || w.Source == "" {
+			continue
+		}
+		if src, ok := cfg.Sources[w.Source]; !ok || src.StorageSecurity == nil {
+			l.addf("sources.%s.source: %q is not a source of type %s", name, w.Source, mdss.Type)
+		}
+	}
 
 	// Two file sinks writing the same file would corrupt it.
 	seen := map[string]string{}

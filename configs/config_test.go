@@ -225,9 +225,9 @@ sinks:
   empty:
 `,
 			want: []string{
-				`sources.plant-a.type: is required (known source types: otsecurity, storage_security)`,
-				`sources.plant-b.type: unknown source type "otsec" (known: otsecurity, storage_security)`,
-				`sources.plant-c.type: must be a string (known source types: otsecurity, storage_security)`,
+				`sources.plant-a.type: is required (known source types: mdss_webhook, otsecurity, storage_security)`,
+				`sources.plant-b.type: unknown source type "otsec" (known: mdss_webhook, otsecurity, storage_security)`,
+				`sources.plant-c.type: must be a string (known source types: mdss_webhook, otsecurity, storage_security)`,
 				`sinks.archive.type: unknown sink type "kafka" (known: file, nats, syslog, webhook)`,
 				`sinks.empty.type: is required (known sink types: file, nats, syslog, webhook)`,
 			},

@@ -235,7 +235,7 @@ sinks:
 	// Every case also carries the errors the file has without overrides.
 	base := []string{
 		`sources.plant-c.tls: must be a mapping of keys, got a number`,
-		`sources.plant-d.type: is required (known source types: otsecurity, storage_security)`,
+		`sources.plant-d.type: is required (known source types: mdss_webhook, otsecurity, storage_security)`,
 	}
 	for _, tt := range tests {
 		t.Run(tt.env, func(t *testing.T) {

@@ -13,7 +13,7 @@ import (
 )
 
 // exampleEnv is what example.yaml references.
-var exampleEnv = []string{"OT_TOKEN=example-t0ken", "MDSS_API_KEY=example-mdss-k3y", "HOOK_SECRET=whsec_c2lnbmluZy1zZWNyZXQtb2YtdGhlLWV4YW1wbGUtMzI="}
+var exampleEnv = []string{"OT_TOKEN=example-t0ken", "MDSS_API_KEY=example-mdss-k3y", "MDSS_HOOK_SECRET=example-mdss-h00k", "HOOK_SECRET=whsec_c2lnbmluZy1zZWNyZXQtb2YtdGhlLWV4YW1wbGUtMzI="}
 
 func TestExampleDecodes(t *testing.T) {
 	cfg, err := Load("example.yaml", exampleEnv)
@@ -21,7 +21,7 @@ func TestExampleDecodes(t *testing.T) {
 		t.Fatalf("example.yaml:\n%s", strings.Join(messages(err), "\n"))
 	}
 	src, ok := cfg.Sources["plant-a"]
-	if !ok || src.Type != otsec.Type || src.OTSecurity == nil || len(cfg.Sources) != 2 {
+	if !ok || src.Type != otsec.Type || src.OTSecurity == nil || len(cfg.Sources) != 3 {
 		t.Fatalf("sources = %+v", cfg.Sources)
 	}
 	if o := src.OTSecurity; o.URL != "https://10.0.0.5:3003" || o.Token.Reveal() != "example-t0ken" || o.TokenFile != "" {
@@ -30,6 +30,10 @@ func TestExampleDecodes(t *testing.T) {
 	st, ok := cfg.Sources["storage"]
 	if !ok || st.Type != mdss.Type || st.StorageSecurity == nil || st.StorageSecurity.APIKey.Reveal() != "example-mdss-k3y" {
 		t.Fatalf("storage = %+v", st)
+	}
+	push, ok := cfg.Sources["storage-push"]
+	if !ok || push.Type != mdss.ReceiverType || push.MDSSWebhook == nil || push.MDSSWebhook.Secret.Reveal() != "example-mdss-h00k" || push.MDSSWebhook.Source != "storage" {
+		t.Fatalf("storage-push = %+v", push)
 	}
 	sink, ok := cfg.Sinks["archive"]
 	if !ok || sink.Type != file.Type || sink.File == nil || sink.File.Path != "out/events.jsonl" || len(cfg.Sinks) != 4 {
@@ -42,6 +46,7 @@ func TestExampleDecodes(t *testing.T) {
 sources:
   plant-a: {type: otsecurity, url: "https://10.0.0.5:3003", token: example-t0ken}
   storage: {type: storage_security, url: "https://mdss.example", api_key: example-mdss-k3y}
+  storage-push: {type: mdss_webhook, secret: example-mdss-h00k, source: storage}
 sinks:
   archive: {type: file, path: out/events.jsonl}
   bus: {type: nats, jetstream: true}

@@ -154,6 +154,8 @@ func runBridge(ctx context.Context, cfg *configs.Config, log *zap.Logger, onStar
 			}
 		}
 	}()
+	mdssPollers := map[string]*mdss.Poller{}
+	var receivers []*mdss.Receiver
 	for _, name := range sortedKeys(cfg.Sources) {
 		sc := cfg.Sources[name]
 		switch {
@@ -172,11 +174,34 @@ func runBridge(ctx context.Context, cfg *configs.Config, log *zap.Logger, onStar
 				return err
 			}
 			closers = append(closers, p.Close)
+			mdssPollers[name] = p
 			start, _ := pipeline.ParseStart(c.Start, now)
 			r.AddSource(p, pipeline.SourceOptions{Interval: c.Interval, Lookback: c.Lookback, Start: start})
+		case sc.MDSSWebhook != nil:
+			// Built below, once the source it joins exists.
 		default:
 			return fmt.Errorf("sources.%s: type %q is not supported by this build", name, sc.Type)
 		}
+	}
+	for _, name := range sortedKeys(cfg.Sources) {
+		c := cfg.Sources[name].MDSSWebhook
+		if c == nil {
+			continue
+		}
+		var norm mdss.Normalizer
+		if c.Source != "" {
+			p, ok := mdssPollers[c.Source]
+			if !ok {
+				return fmt.Errorf("sources.%s.source: %q is not a source of type %s", name, c.Source, mdss.Type)
+			}
+			norm = p
+		}
+		rc := mdss.NewReceiver(name, *c, norm, log)
+		if c.Source == "" {
+			// Streams of its own, which only ever hold pushed records.
+			r.AddSource(rc, pipeline.SourceOptions{Interval: time.Minute})
+		}
+		receivers = append(receivers, rc)
 	}
 	var sinks []pipeline.Sink
 	defer func() {
@@ -203,6 +228,24 @@ func runBridge(ctx context.Context, cfg *configs.Config, log *zap.Logger, onStar
 		zap.Int("sources", len(cfg.Sources)), zap.Int("sinks", len(cfg.Sinks)))
 	if onStart != nil {
 		onStart(r)
+	}
+	// Receivers listen before the runner starts: a notification that
+	// arrives first waits (bounded) for its stream. They stop with ctx and
+	// are waited for before the state closes.
+	var served []<-chan struct{}
+	rctx, stopReceivers := context.WithCancel(ctx)
+	defer func() {
+		stopReceivers()
+		for _, d := range served {
+			<-d
+		}
+	}()
+	for _, rc := range receivers {
+		done, err := rc.Serve(rctx, r)
+		if err != nil {
+			return err
+		}
+		served = append(served, done)
 	}
 	sinks = nil // from here the runner closes them
 	err = r.Run(ctx)
