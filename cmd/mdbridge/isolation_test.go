@@ -126,12 +126,7 @@ sources:
     address: "tcp://%s"   # rfc5424, octet counting, json: the defaults
   soar:
     type: webhook
-    url: %q
-    # One request at a time. With the default of 4 in flight, requests
-    # overtake each other and the receiver sees a stream's events out of
-    # seq order (measured: ~1 in 5 events), against DESIGN.md §3's "in
-    # order per stream"; see the report of issue 3's tests.
-    concurrency: 1
+    url: %q   # concurrency 1, the default: the only one that keeps order
 `, filepath.Join(dir, "state", "mdbridge.db"), srv.URL, token, strings.Join(streams, ", "), sitesYAML.String(),
 		out, js.srv.ClientURL(), sys.addr, hook.srv.URL+"/hook"))
 

@@ -71,7 +71,9 @@ type Config struct {
 	TLS sinks.TLS `koanf:"tls" json:"tls"`
 	// Timeout bounds one request, from connecting to reading the response.
 	Timeout time.Duration `koanf:"timeout" json:"timeout"`
-	// Concurrency is the most requests in flight at once.
+	// Concurrency is the most requests in flight at once. Above 1, requests
+	// can reach the receiver out of order, so 1 (the default) is the only
+	// setting that keeps events in order per stream.
 	Concurrency int `koanf:"concurrency" json:"concurrency"`
 	// MaxBatchBytes is the most body bytes (before gzip) of one request; a
 	// batch that renders larger is split into several requests. A single
@@ -91,7 +93,7 @@ func DefaultConfig() Config {
 	return Config{
 		Encoding:      EncodingJSONArray,
 		Timeout:       30 * time.Second,
-		Concurrency:   4,
+		Concurrency:   1,
 		MaxBatchBytes: 256 << 10,
 		Format:        format.JSON,
 		Batch:         500,
