@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/mdbridge/mdbridge/configs"
 	"github.com/mdbridge/mdbridge/pipeline"
+	"github.com/mdbridge/mdbridge/pollers/mdss/mdsstest"
 	"github.com/mdbridge/mdbridge/pollers/otsec/otsectest"
 )
 
@@ -74,7 +76,25 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	stopGen := srv.StartGenerator(*rate)
 	defer stopGen()
 
-	env := append(os.Environ(), "DEMO_URL="+srv.URL, "DEMO_TOKEN="+token, "DEMO_DIR="+abs, "DEMO_LOG_LEVEL="+*logLevel)
+	// Storage Security: scan history, live scans of a few seconds each, and
+	// its webhooks posted to the bridge's receiver on a free loopback port.
+	const mdssKey, hookSecret = "demo-mdss-key", "demo-hook-secret"
+	hookLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	hookAddr := hookLn.Addr().String()
+	hookLn.Close()
+	mdssSrv := mdsstest.NewServer(mdsstest.Options{APIKey: mdssKey, Seed: 1, MaxScanDuration: 10 * time.Second,
+		WebhookURL: "http://" + hookAddr + "/mdss/webhook", WebhookFileFilter: "blocked",
+		WebhookHeaders: map[string]string{"Authorization": "Bearer " + hookSecret}})
+	defer mdssSrv.Close()
+	mdssSrv.Backfill(20, 2*time.Hour)
+	stopMDSS := mdssSrv.StartGenerator(0.5)
+	defer stopMDSS()
+
+	env := append(os.Environ(), "DEMO_URL="+srv.URL, "DEMO_TOKEN="+token, "DEMO_DIR="+abs, "DEMO_LOG_LEVEL="+*logLevel,
+		"DEMO_MDSS_URL="+mdssSrv.URL, "DEMO_MDSS_KEY="+mdssKey, "DEMO_HOOK_ADDR="+hookAddr, "DEMO_HOOK_SECRET="+hookSecret)
 	cfg, err := configs.Parse(demoYAML, env)
 	if err != nil {
 		return fmt.Errorf("demo config: %w", err)
@@ -85,6 +105,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	out := filepath.Join(abs, "events.jsonl")
 	fmt.Fprintf(stdout, "mdbridge demo: simulated OT Security at %s (2 sites x 2 sensors x 4 streams)\n", srv.URL)
+	fmt.Fprintf(stdout, "mdbridge demo: simulated Storage Security at %s, posting its webhooks to http://%s/mdss/webhook\n", mdssSrv.URL, hookAddr)
 	fmt.Fprintf(stdout, "events -> %s\n", out)
 
 	var wg sync.WaitGroup
