@@ -41,7 +41,10 @@
 // that answering the usual newest-first request costs a memory copy; this
 // keeps the fake out of the way when a benchmark drains millions of records.
 // The maps that Records returns and Update hands to its function are decoded
-// with encoding/json's defaults: every JSON number is a float64.
+// with encoding/json's defaults: every JSON number is a float64. Update and
+// Remove are how a test changes the sets a client keeps in view: a device's
+// address or firmware, a patch request's status, a device leaving the
+// inventory.
 //
 // Faults (SetFaults) inject the failures a client meets in the field: slow
 // answers, 503s, an nginx-style HTML 502, an HTML 200 from a captive portal,

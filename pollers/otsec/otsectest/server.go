@@ -397,6 +397,27 @@ func (s *Server) Update(stream, siteIP, sensorIP string, id string, mutate func(
 	return false
 }
 
+// Remove deletes the record whose "id" is id from a stream of one sensor, as
+// when a device leaves the inventory, a CVE is no longer reported or a patch
+// request is deleted. It reports whether the record was found. Records added
+// later are still newer than every record ever added.
+func (s *Server) Remove(stream, siteIP, sensorIP string, id string) bool {
+	st := s.mustStore(stream, siteIP, sensorIP)
+	want, err := strconv.ParseInt(id, 10, 64)
+	if err != nil {
+		return false
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for i := range st.recs {
+		if st.recs[i].id == want {
+			st.recs = slices.Delete(st.recs, i, i+1)
+			return true
+		}
+	}
+	return false
+}
+
 // Records returns a copy of every record of a stream of one sensor, decoded,
 // in insertion order.
 func (s *Server) Records(stream, siteIP, sensorIP string) []map[string]any {

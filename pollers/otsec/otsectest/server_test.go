@@ -585,6 +585,35 @@ func TestUpdate(t *testing.T) {
 	}
 }
 
+func TestRemove(t *testing.T) {
+	s := otsectest.NewServer(otsectest.Options{})
+	defer s.Close()
+	s.Add(otsectest.StreamDevices, site, sensor, 5)
+	recs := s.Records(otsectest.StreamDevices, site, sensor)
+	id := strconv.Itoa(int(recs[2]["id"].(float64)))
+	if !s.Remove(otsectest.StreamDevices, site, sensor, id) {
+		t.Fatal("Remove: not found")
+	}
+	if s.Remove(otsectest.StreamDevices, site, sensor, id) || s.Remove(otsectest.StreamDevices, site, sensor, "x") {
+		t.Error("Remove of a missing id reported true")
+	}
+	got, total := items(t, get(t, s, "test-token", otsectest.PathDevices, sensorQuery(`{"limit":10}`)))
+	if len(got) != 4 || total != 4 || s.Count(otsectest.StreamDevices, site, sensor) != 4 {
+		t.Fatalf("after Remove the list has %d records (total %d), want 4", len(got), total)
+	}
+	for _, r := range got {
+		if r["id"] == recs[2]["id"] {
+			t.Errorf("removed record %s still listed", id)
+		}
+	}
+	// Records added later are still the newest.
+	s.Add(otsectest.StreamDevices, site, sensor, 1)
+	got, _ = items(t, get(t, s, "test-token", otsectest.PathDevices, sensorQuery(`{"limit":1}`)))
+	if all := s.Records(otsectest.StreamDevices, site, sensor); got[0]["id"] != all[len(all)-1]["id"] {
+		t.Errorf("newest = %v, want the record added last", got[0]["id"])
+	}
+}
+
 func TestCVEsAndPatchRequests(t *testing.T) {
 	s := otsectest.NewServer(otsectest.Options{})
 	defer s.Close()
