@@ -277,13 +277,13 @@ sinks:
 			name: "component validation is prefixed",
 			doc: `
 sources:
-  plant-a: {type: otsecurity, url: "ftp://ot.example", token: t0ken-value, page_limit: 0, streams: [devices, cves], start: soon}
+  plant-a: {type: otsecurity, url: "ftp://ot.example", token: t0ken-value, page_limit: 0, streams: [devices, assets], start: soon}
 sinks:
   archive: {type: file, path: out/events.jsonl, sync: always, batch: 0}
 `,
 			want: []string{
 				`sources.plant-a.url: must be an http:// or https:// URL with a host`,
-				`sources.plant-a.streams[1]: unknown stream "cves" (supported: device_alerts, conn_alerts, suricata_alerts, devices)`,
+				`sources.plant-a.streams[1]: unknown stream "assets" (supported: device_alerts, conn_alerts, suricata_alerts, devices, cves, patch_requests)`,
 				`sources.plant-a.page_limit: must be at least 1`,
 				`sources.plant-a.start: want all, now or a positive duration such as 24h, got "soon"`,
 				`sinks.archive.sync: must be batch or none, got "always"`,

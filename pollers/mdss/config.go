@@ -90,6 +90,7 @@ type Config struct {
 	MaxPages      int                          `koanf:"max_pages" json:"max_pages"`
 	Lookback      time.Duration                `koanf:"lookback" json:"lookback"`
 	Start         string                       `koanf:"start" json:"start"`
+	Heartbeat     time.Duration                `koanf:"heartbeat" json:"heartbeat"`
 	Raw           bool                         `koanf:"raw" json:"raw"`
 	Fields        map[string]map[string]string `koanf:"fields" json:"fields"`
 	ThreatResults []int                        `koanf:"threat_results" json:"threat_results"`
@@ -170,6 +171,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := pipeline.ParseStart(c.Start, time.Now()); err != nil {
 		add("start", "%v", err)
+	}
+	if c.Heartbeat < 0 || (c.Heartbeat > 0 && c.Heartbeat < time.Second) {
+		add("heartbeat", "must be 0 (off) or at least 1s")
 	}
 	for stream, m := range c.Fields {
 		known, ok := overridable[stream]

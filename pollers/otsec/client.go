@@ -1,6 +1,8 @@
 // Package otsec polls MetaDefender OT Security's Enterprise Manager API
 // (port 3003, Bearer token of an API-Client user) for device, connection and
-// Suricata alerts and new devices, per site and sensor.
+// Suricata alerts, per site and sensor, and keeps three sets in view: the
+// device inventory, the CVEs of the devices and the patch requests, whose
+// additions, changes and (for devices) removals become events.
 //
 // The vendor document gives the endpoints, the query parameters and the
 // {error, errors, data} envelope, but not the shape of list data or record
@@ -43,6 +45,9 @@ const (
 	PathDeviceAlerts   = "/neu-exposure/exposure-external/alert-main/exposure/v1/sensor/device-alert/items"
 	PathConnAlerts     = "/neu-exposure/exposure-external/alert-main/exposure/v1/sensor/conn-alert/items"
 	PathSuricataAlerts = "/neu-exposure/exposure-external/alert-main/exposure/v1/sensor/suricata-alert/items"
+	PathDevicesBySite  = "/neu-exposure/exposure/v1/devices/items"
+	PathDeviceCVEs     = "/neu-exposure/exposure-external/asset-report/exposure/v1/sensor/device-cves/items"
+	PathPatchRequests  = "/neu-exposure/exposure-external/asset-main/exposure/v1/sensor/request-patching/items"
 )
 
 // ErrUnauthorized is returned (wrapped) for HTTP 401: the token is wrong,
@@ -352,9 +357,13 @@ func DecodeList(data gjson.Result) (items []gjson.Result, total int, err error) 
 	return nil, total, fmt.Errorf("data is %s, not a list", data.Type)
 }
 
-// dataQuery renders the `data` parameter as the API documents it.
+// dataQuery renders the `data` parameter as the API documents it; an empty
+// sortBy leaves the sort keys out.
 func dataQuery(limit int, sortBy string, extra string) string {
-	q := `{"limit":` + strconv.Itoa(limit) + `,"page":1,"sortBy":` + strconv.Quote(sortBy) + `,"sortType":"desc"`
+	q := `{"limit":` + strconv.Itoa(limit) + `,"page":1`
+	if sortBy != "" {
+		q += `,"sortBy":` + strconv.Quote(sortBy) + `,"sortType":"desc"`
+	}
 	if extra != "" {
 		q += "," + extra
 	}

@@ -20,10 +20,20 @@ const (
 	StreamConnAlerts     = "conn_alerts"
 	StreamSuricataAlerts = "suricata_alerts"
 	StreamDevices        = "devices"
+	StreamCVEs           = "cves"
+	StreamPatchRequests  = "patch_requests"
 )
 
-// SupportedStreams lists the streams this version fetches.
-var SupportedStreams = []string{StreamDeviceAlerts, StreamConnAlerts, StreamSuricataAlerts, StreamDevices}
+// SupportedStreams lists the streams this version fetches. The first three
+// are time streams (new records since a watermark); devices, cves and
+// patch_requests are set streams (the whole list on every poll, compared
+// with what was seen: added, changed and, for devices, removed).
+var SupportedStreams = []string{StreamDeviceAlerts, StreamConnAlerts, StreamSuricataAlerts, StreamDevices, StreamCVEs, StreamPatchRequests}
+
+// DefaultStreams are the streams a source fetches when `streams` is not
+// set. cves and patch_requests are opt-in: each lists a whole set on every
+// poll, and their record shapes are the least known (README.md).
+var DefaultStreams = []string{StreamDeviceAlerts, StreamConnAlerts, StreamSuricataAlerts, StreamDevices}
 
 // TLS holds the TLS options for the Enterprise Manager connection.
 type TLS struct {
@@ -37,6 +47,11 @@ type TLS struct {
 type Site struct {
 	SiteIP   string `koanf:"site_ip" json:"site_ip"`
 	SensorIP string `koanf:"sensor_ip" json:"sensor_ip"`
+	// SiteID, when set (> 0), is the site's numeric id (managements/sites):
+	// the devices stream then lists the whole site's inventory with
+	// devices/items?siteId=[id], once per site however many of its sensors
+	// are listed, instead of one inventory per sensor.
+	SiteID int `koanf:"site_id" json:"site_id,omitempty"`
 }
 
 // Config is the configuration of one OT Security source (DESIGN.md §6).
@@ -55,6 +70,8 @@ type Config struct {
 	MaxPageLimit      int                          `koanf:"max_page_limit" json:"max_page_limit"`
 	Lookback          time.Duration                `koanf:"lookback" json:"lookback"`
 	Start             string                       `koanf:"start" json:"start"`
+	RemoveAfter       time.Duration                `koanf:"remove_after" json:"remove_after"`
+	Heartbeat         time.Duration                `koanf:"heartbeat" json:"heartbeat"`
 	Raw               bool                         `koanf:"raw" json:"raw"`
 	Fields            map[string]map[string]string `koanf:"fields" json:"fields"`
 }
@@ -65,12 +82,13 @@ func DefaultConfig() Config {
 		Interval:          30 * time.Second,
 		Timeout:           30 * time.Second,
 		MaxBodyBytes:      256 << 20,
-		Streams:           []string{StreamDeviceAlerts, StreamConnAlerts, StreamSuricataAlerts, StreamDevices},
+		Streams:           slices.Clone(DefaultStreams),
 		DiscoveryInterval: 5 * time.Minute,
 		PageLimit:         200,
 		MaxPageLimit:      10000,
 		Lookback:          10 * time.Minute,
 		Start:             "all",
+		RemoveAfter:       24 * time.Hour,
 		Raw:               true,
 	}
 }
@@ -109,14 +127,33 @@ func (c *Config) Validate() error {
 	for i, s := range c.Streams {
 		if !slices.Contains(SupportedStreams, s) {
 			add(fmt.Sprintf("streams[%d]", i), "unknown stream %q (supported: %s)", s, strings.Join(SupportedStreams, ", "))
+		} else if slices.Index(c.Streams, s) != i {
+			add(fmt.Sprintf("streams[%d]", i), "stream %q is listed twice", s)
 		}
 	}
+	siteIDs := map[string]int{} // site_ip -> site_id
+	siteIPs := map[int]string{} // site_id -> site_ip
 	for i, s := range c.Sites {
 		if s.SiteIP == "" {
 			add(fmt.Sprintf("sites[%d].site_ip", i), "is required")
 		}
 		if s.SensorIP == "" {
 			add(fmt.Sprintf("sites[%d].sensor_ip", i), "is required")
+		}
+		if s.SiteID < 0 {
+			add(fmt.Sprintf("sites[%d].site_id", i), "must be a positive site id, or 0 (unset)")
+		}
+		if s.SiteIP == "" {
+			continue
+		}
+		if id, ok := siteIDs[s.SiteIP]; ok && id != s.SiteID {
+			add(fmt.Sprintf("sites[%d].site_id", i), "site %s is listed with site_id %d and %d; give every entry of a site the same site_id", s.SiteIP, id, s.SiteID)
+		} else if ip, ok := siteIPs[s.SiteID]; ok && s.SiteID > 0 && ip != s.SiteIP {
+			add(fmt.Sprintf("sites[%d].site_id", i), "site_id %d is already the id of site %s", s.SiteID, ip)
+		}
+		siteIDs[s.SiteIP] = s.SiteID
+		if s.SiteID > 0 {
+			siteIPs[s.SiteID] = s.SiteIP
 		}
 	}
 	if len(c.Sites) == 0 && c.DiscoveryInterval < time.Second {
@@ -134,14 +171,23 @@ func (c *Config) Validate() error {
 	if _, err := ParseStart(c.Start, time.Now()); err != nil {
 		add("start", "%v", err)
 	}
+	if c.RemoveAfter < 0 {
+		add("remove_after", "must not be negative (0 never reports a device as removed)")
+	}
+	if c.Heartbeat < 0 || (c.Heartbeat > 0 && c.Heartbeat < time.Second) {
+		add("heartbeat", "must be 0 (off) or at least 1s")
+	}
 	for stream, m := range c.Fields {
-		if !slices.Contains(SupportedStreams, stream) {
-			add("fields."+stream, "unknown stream")
+		known, ok := overridable[stream]
+		if !ok {
+			add("fields."+stream, "unknown stream (known: %s)", strings.Join(SupportedStreams, ", "))
 			continue
 		}
-		for field := range m {
-			if !slices.Contains(OverridableFields, field) {
-				add("fields."+stream+"."+field, "unknown field (known: %s)", strings.Join(OverridableFields, ", "))
+		for field, path := range m {
+			if !slices.Contains(known, field) {
+				add("fields."+stream+"."+field, "unknown field (known: %s)", strings.Join(known, ", "))
+			} else if strings.TrimSpace(path) == "" {
+				add("fields."+stream+"."+field, "must be a field path such as alertStarted or device.ipv4")
 			}
 		}
 	}

@@ -69,7 +69,8 @@ func startBridge(t *testing.T, srv *otsectest.Server, mutate func(*otsec.Config)
 	}
 	r := pipeline.NewRunner(store, log, pipeline.Options{Retention: time.Hour, DeadLetterDir: filepath.Join(dir, "dead")})
 	start, _ := otsec.ParseStart(cfg.Start, time.Now())
-	r.AddSource(p, pipeline.SourceOptions{Interval: cfg.Interval, Lookback: cfg.Lookback, Start: start, DiscoveryInterval: time.Minute})
+	r.AddSource(p, pipeline.SourceOptions{Interval: cfg.Interval, Lookback: cfg.Lookback, Start: start, DiscoveryInterval: time.Minute,
+		Heartbeat: cfg.Heartbeat, Product: pipeline.ProductOTSecurity, URL: p.PublicURL()})
 	r.AddSink("archive", sink, pipeline.SinkOptions{})
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &bridge{t: t, out: fcfg.Path, runner: r, cancel: cancel, done: make(chan error, 1), logs: logs}

@@ -1,14 +1,11 @@
 package otsec
 
-import "github.com/mdbridge/mdbridge/pipeline"
+import (
+	"maps"
+	"slices"
 
-// OverridableFields are the names a `fields` override may set for a stream.
-var OverridableFields = []string{
-	"id", "time", "name", "type", "status", "severity", "message", "reason", "ended",
-	"device_id", "device_name", "ip", "mac", "vendor", "model", "device_type", "firmware", "os", "purdue_level", "site",
-	"src_ip", "src_port", "src_mac", "dst_ip", "dst_port", "dst_mac", "protocol", "transport",
-	"rule_id", "rule_name", "rule_category",
-}
+	"github.com/mdbridge/mdbridge/pipeline"
+)
 
 // The default places each field is looked for, most likely spelling first.
 // Only alertStarted and discovTime are confirmed by the vendor document (as
@@ -54,17 +51,57 @@ var (
 		"rule_name":     {"signature", "signatureName", "ruleName"},
 		"rule_category": {"category", "classtype", "ruleCategory"},
 	}
-	newDeviceFields = pipeline.FieldPaths{
+	// The device list: the record is the device, so its id and name are
+	// the record's own.
+	inventoryFields = pipeline.FieldPaths{
 		"id":     {"id", "deviceId", "_id", "uuid"},
 		"time":   {"discovTime", "discoveredAt", "firstSeen", "onboardedTime", "createdAt"},
 		"name":   {"name", "deviceName", "hostname"},
 		"status": {"status"},
+		"sensor": {"sensorIp", "sensorIP", "sensor_ip"},
+	}
+	// A device CVE: one vulnerability of one device. The device is named
+	// by deviceFields (device_id, ip, mac, ...).
+	cveFields = pipeline.FieldPaths{
+		"cve":         {"cveId", "cve", "cveName", "cve_id", "vulnerability.id", "name"},
+		"time":        {"firstSeen", "detectedAt", "discoveredAt", "createdAt", "firstDetected"},
+		"cvss":        {"cvss", "cvssScore", "baseScore", "score", "cvss3.baseScore", "cvssV3.baseScore"},
+		"cvss_vector": {"cvssVector", "vector", "vectorString", "cvss3.vectorString", "cvssV3.vectorString"},
+		"description": {"description", "summary", "desc"},
+	}
+	// A patch (firmware update) request.
+	patchFields = pipeline.FieldPaths{
+		"id":            {"id", "requestId", "_id", "uuid"},
+		"time":          {"createdAt", "created", "requestedAt", "createdTime", "createTime"},
+		"updated":       {"updatedAt", "updated", "modifiedAt", "updatedTime", "updateTime"},
+		"status":        {"status", "requestStatus", "state"},
+		"firmware_from": {"firmwareFrom", "currentFirmware", "fromVersion", "firmware", "currentVersion"},
+		"firmware_to":   {"firmwareTo", "targetFirmware", "toVersion", "newFirmware", "targetVersion"},
+		"requested_by":  {"requestedBy", "requester", "createdBy", "userName", "username"},
 	}
 )
 
-// volatileDeviceKeys change on every sighting of a device without the
-// device changing; they are left out of its content hash.
-var volatileDeviceKeys = map[string]bool{"lastSeen": true, "lastActive": true, "lastSeenTime": true, "lastSeenAt": true, "lastUpdate": true}
+// overridable lists, per stream, the fields a `fields` override may set:
+// every field the stream reads.
+var overridable = func() map[string][]string {
+	out := map[string][]string{}
+	for name, sp := range specs {
+		out[name] = slices.Sorted(maps.Keys(sp.fields))
+	}
+	for name, sp := range setSpecs {
+		out[name] = slices.Sorted(maps.Keys(sp.fields))
+	}
+	return out
+}()
+
+// OverridableFields returns the fields a `fields` override may set for a
+// stream (nil for an unknown stream).
+func OverridableFields(stream string) []string { return slices.Clone(overridable[stream]) }
+
+// volatileKeys change on every sighting of a device (or of a CVE on it)
+// without the record changing; they are left out of the content hash of
+// set-stream records, so they alone never make a revision.
+var volatileKeys = map[string]bool{"lastSeen": true, "lastActive": true, "lastSeenTime": true, "lastSeenAt": true, "lastUpdate": true}
 
 func merge(sets ...pipeline.FieldPaths) pipeline.FieldPaths {
 	out := pipeline.FieldPaths{}

@@ -42,6 +42,10 @@ func New(name string, cfg Config, log *zap.Logger) (*Poller, error) {
 // Name implements pipeline.Poller.
 func (p *Poller) Name() string { return p.name }
 
+// PublicURL is the Enterprise Manager's URL without credentials or query,
+// as events name it in source.url.
+func (p *Poller) PublicURL() string { return p.publicURL }
+
 // Streams implements pipeline.Poller.
 func (p *Poller) Streams(ctx context.Context) ([]pipeline.Stream, error) {
 	sites := p.cfg.Sites
@@ -52,12 +56,42 @@ func (p *Poller) Streams(ctx context.Context) ([]pipeline.Stream, error) {
 		}
 	}
 	var out []pipeline.Stream
+	bySite := map[int]bool{}
 	for _, site := range sites {
 		for _, name := range p.cfg.Streams {
-			out = append(out, newStream(p, name, site.SiteIP, site.SensorIP))
+			switch {
+			case name == StreamDevices && site.SiteID > 0:
+				// One inventory for the whole site, however many of its
+				// sensors are listed.
+				if !bySite[site.SiteID] {
+					bySite[site.SiteID] = true
+					out = append(out, newSetStream(p, name, site.SiteIP, "", site.SiteID))
+				}
+			case setSpecs[name].path != "":
+				out = append(out, newSetStream(p, name, site.SiteIP, site.SensorIP, 0))
+			default:
+				out = append(out, newStream(p, name, site.SiteIP, site.SensorIP))
+			}
 		}
 	}
 	return out, nil
+}
+
+// list GETs a list endpoint into buf's storage and decodes its records; it
+// returns the buffer now holding the body.
+func (p *Poller) list(ctx context.Context, path string, q url.Values, buf []byte) (page, []byte, error) {
+	data, body, err := p.client.get(ctx, path, q, buf)
+	if body != nil {
+		buf = body
+	}
+	if err != nil {
+		return page{}, buf, err
+	}
+	items, total, err := DecodeList(data)
+	if err != nil {
+		return page{}, buf, fmt.Errorf("GET %s: %w", path, err)
+	}
+	return page{items: items, total: total}, buf, nil
 }
 
 // Discover lists every site and sensor from managements/components.

@@ -16,7 +16,7 @@ import (
 	"github.com/mdbridge/mdbridge/pipeline"
 )
 
-// spec describes one time-ordered list stream.
+// spec describes one time-ordered list stream (the alert lists).
 type spec struct {
 	kind   string
 	path   string
@@ -28,7 +28,6 @@ var specs = map[string]spec{
 	StreamDeviceAlerts:   {pipeline.KindDeviceAlert, PathDeviceAlerts, "alertStarted", merge(alertFields, deviceFields)},
 	StreamConnAlerts:     {pipeline.KindConnAlert, PathConnAlerts, "alertStarted", merge(alertFields, deviceFields, networkFields)},
 	StreamSuricataAlerts: {pipeline.KindSuricataAlert, PathSuricataAlerts, "alertStarted", merge(alertFields, networkFields, ruleFields)},
-	StreamDevices:        {pipeline.KindDevice, PathDevices, "discovTime", merge(deviceFields, newDeviceFields)},
 }
 
 // stream polls one list endpoint for one site and sensor.
@@ -40,11 +39,9 @@ type stream struct {
 	sensorIP string
 	spec     spec
 	x        *pipeline.Extractor // every field, for building events
-	q        *pipeline.Extractor // id and time (and MAC and IP for devices), for every record
+	q        *pipeline.Extractor // id and time, for every record
 	qID      int
 	qTime    int
-	qMAC     int
-	qIP      int
 	idx      fieldIndex
 
 	mu         sync.Mutex
@@ -67,14 +64,10 @@ func newStream(p *Poller, name, siteIP, sensorIP string) *stream {
 		sp.sortBy = t // sort by the field the watermark is read from
 	}
 	x := pipeline.NewExtractor(fields)
-	quick := pipeline.FieldPaths{"id": fields["id"], "time": fields["time"]}
-	if sp.kind == pipeline.KindDevice {
-		quick["mac"], quick["ip"] = fields["mac"], fields["ip"]
-	}
-	q := pipeline.NewExtractor(quick)
+	q := pipeline.NewExtractor(pipeline.FieldPaths{"id": fields["id"], "time": fields["time"]})
 	return &stream{
 		p: p, name: name, siteIP: siteIP, sensorIP: sensorIP, spec: sp, x: x, lastTotal: -1,
-		q: q, qID: q.Index("id"), qTime: q.Index("time"), qMAC: q.Index("mac"), qIP: q.Index("ip"),
+		q: q, qID: q.Index("id"), qTime: q.Index("time"),
 		id: p.name + "/" + siteIP + "/" + sensorIP + "/" + name,
 		idx: fieldIndex{
 			id: x.Index("id"), time: x.Index("time"), ended: x.Index("ended"), name: x.Index("name"), typ: x.Index("type"),
@@ -105,18 +98,7 @@ func (s *stream) fetch(ctx context.Context, limit int, buf []byte) (page, []byte
 	q.Set("siteIp", s.siteIP)
 	q.Set("sensorIp", s.sensorIP)
 	q.Set("data", dataQuery(limit, s.spec.sortBy, ""))
-	data, body, err := s.p.client.get(ctx, s.spec.path, q, buf)
-	if body != nil {
-		buf = body
-	}
-	if err != nil {
-		return page{}, buf, err
-	}
-	items, total, err := DecodeList(data)
-	if err != nil {
-		return page{}, buf, fmt.Errorf("GET %s: %w", s.spec.path, err)
-	}
-	return page{items: items, total: total}, buf, nil
+	return s.p.list(ctx, s.spec.path, q, buf)
 }
 
 // Poll implements pipeline.Stream. The API serves only page 1 of a list
@@ -240,30 +222,12 @@ func (s *stream) normalise(items []gjson.Result, floor time.Time) ([]pipeline.Re
 			return out, true, nil
 		}
 		raw := rawBytes(item)
-		rec := pipeline.Record{Time: t, Raw: raw}
-		if s.spec.kind == pipeline.KindDevice {
-			id, mac, ip := pipeline.Str(vals[s.qID]), pipeline.Str(vals[s.qMAC]), pipeline.Str(vals[s.qIP])
-			switch {
-			case id != "":
-				rec.Key = "id:" + id
-			case mac != "":
-				rec.Key = "mac:" + strings.ToUpper(mac)
-			case ip != "":
-				rec.Key = "ip:" + ip
-			default:
-				return nil, false, fmt.Errorf("%s: record %d: device has no id, MAC or IPv4 (looked at %s, %s, %s); set sources.%s.fields.%s.id",
-					s.spec.path, i, strings.Join(s.q.Paths(s.qID), "|"), strings.Join(s.q.Paths(s.qMAC), "|"),
-					strings.Join(s.q.Paths(s.qIP), "|"), s.p.name, s.name)
-			}
-			rec.Hash = hashWithout(item, volatileDeviceKeys)
-		} else {
-			rec.Key = pipeline.Str(vals[s.qID])
-			if rec.Key == "" {
-				return nil, false, fmt.Errorf("%s: record %d: alert has no id at %s; set sources.%s.fields.%s.id",
-					s.spec.path, i, strings.Join(s.q.Paths(s.qID), "|"), s.p.name, s.name)
-			}
-			rec.Hash = pipeline.ContentHash(raw)
+		rec := pipeline.Record{Time: t, Raw: raw, Key: pipeline.Str(vals[s.qID])}
+		if rec.Key == "" {
+			return nil, false, fmt.Errorf("%s: record %d: alert has no id at %s; set sources.%s.fields.%s.id",
+				s.spec.path, i, strings.Join(s.q.Paths(s.qID), "|"), s.p.name, s.name)
 		}
+		rec.Hash = pipeline.ContentHash(raw)
 		out = append(out, rec)
 	}
 	return out, false, nil
@@ -318,13 +282,6 @@ func (s *stream) event(rec *pipeline.Record, v []gjson.Result) *pipeline.Event {
 		Model: get(ix.model), Type: get(ix.deviceType), Firmware: get(ix.firmware), OS: get(ix.os),
 		PurdueLevel: get(ix.purdue), Site: get(ix.site),
 	}
-	if s.spec.kind == pipeline.KindDevice {
-		dev.ID, dev.Name, dev.Action = get(ix.id), get(ix.name), "added"
-		ev.Device = dev
-		ev.Severity, ev.SeverityScore = pipeline.SeverityInfo, 1
-		ev.Message = deviceMessage(dev)
-		return ev
-	}
 	id := rec.Key
 	alert := &pipeline.Alert{ID: id, Type: get(ix.typ), Name: get(ix.name), Status: get(ix.status), Reason: get(ix.reason)}
 	started := t
@@ -367,23 +324,6 @@ func (s *stream) event(rec *pipeline.Record, v []gjson.Result) *pipeline.Event {
 }
 
 func emptyDevice(d *pipeline.Device) bool { return *d == pipeline.Device{} }
-
-func deviceMessage(d *pipeline.Device) string {
-	name := d.Name
-	if name == "" {
-		name = "device"
-	}
-	var parts []string
-	for _, p := range []string{d.IP, d.MAC, d.Vendor, d.Model} {
-		if p != "" {
-			parts = append(parts, p)
-		}
-	}
-	if len(parts) == 0 {
-		return "New device " + name
-	}
-	return "New device " + name + " (" + strings.Join(parts, ", ") + ")"
-}
 
 // hashWithout hashes a record's top-level members except the skipped keys.
 func hashWithout(item gjson.Result, skip map[string]bool) uint64 {
