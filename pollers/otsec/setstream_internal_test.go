@@ -212,7 +212,9 @@ func TestConfigSetStreamKeys(t *testing.T) {
 			c.Sites = []Site{{SiteIP: "a", SensorIP: "1", SiteID: 1}, {SiteIP: "b", SensorIP: "2", SiteID: 1}}
 		}, "sites[1].site_id: site_id 1 is already the id of site a"},
 		{"site id negative", func(c *Config) { c.Sites = []Site{{SiteIP: "a", SensorIP: "1", SiteID: -1}} }, "sites[0].site_id: must be a positive"},
-		{"cve fields", func(c *Config) { c.Fields = map[string]map[string]string{StreamCVEs: {"cvss": "score.base", "cve": "cve"}} }, ""},
+		{"cve fields", func(c *Config) {
+			c.Fields = map[string]map[string]string{StreamCVEs: {"cvss": "score.base", "cve": "cve"}}
+		}, ""},
 		{"patch fields", func(c *Config) {
 			c.Fields = map[string]map[string]string{StreamPatchRequests: {"status": "state", "firmware_to": "to"}}
 		}, ""},
