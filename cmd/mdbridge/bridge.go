@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net/url"
 	"os"
 	"runtime/pprof"
 	"slices"
@@ -166,7 +167,8 @@ func runBridge(ctx context.Context, cfg *configs.Config, log *zap.Logger, onStar
 				return err
 			}
 			start, _ := otsec.ParseStart(c.Start, now)
-			r.AddSource(p, pipeline.SourceOptions{Interval: c.Interval, Lookback: c.Lookback, Start: start, DiscoveryInterval: c.DiscoveryInterval})
+			r.AddSource(p, pipeline.SourceOptions{Interval: c.Interval, Lookback: c.Lookback, Start: start, DiscoveryInterval: c.DiscoveryInterval,
+				Heartbeat: c.Heartbeat, Product: pipeline.ProductOTSecurity, URL: p.PublicURL()})
 		case sc.StorageSecurity != nil:
 			c := sc.StorageSecurity
 			p, err := mdss.New(name, *c, log)
@@ -176,7 +178,8 @@ func runBridge(ctx context.Context, cfg *configs.Config, log *zap.Logger, onStar
 			closers = append(closers, p.Close)
 			mdssPollers[name] = p
 			start, _ := pipeline.ParseStart(c.Start, now)
-			r.AddSource(p, pipeline.SourceOptions{Interval: c.Interval, Lookback: c.Lookback, Start: start})
+			r.AddSource(p, pipeline.SourceOptions{Interval: c.Interval, Lookback: c.Lookback, Start: start,
+				Heartbeat: c.Heartbeat, Product: pipeline.ProductStorageSec, URL: publicURL(c.URL)})
 		case sc.MDSSWebhook != nil:
 			// Built below, once the source it joins exists.
 		default:
@@ -255,4 +258,15 @@ func runBridge(ctx context.Context, cfg *configs.Config, log *zap.Logger, onStar
 
 func sortedKeys[V any](m map[string]V) []string {
 	return slices.Sorted(maps.Keys(m))
+}
+
+// publicURL is a source URL as heartbeat events may show it: without user
+// information, query or fragment.
+func publicURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	u.User, u.RawQuery, u.Fragment = nil, "", ""
+	return u.String()
 }
