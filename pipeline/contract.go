@@ -61,6 +61,10 @@ type Batch struct {
 	// Release, when set, is called once the runner is done with the
 	// records, so the stream can reuse the memory they point into.
 	Release func()
+	// Volatile names top-level fields that change without the record
+	// changing (a device's lastSeen): like the stream's content hash, a
+	// revision's changes leave them out.
+	Volatile map[string]bool
 }
 
 // Stream is one incremental feed: one source instance, one site and sensor

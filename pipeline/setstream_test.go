@@ -327,3 +327,31 @@ func TestHeartbeat(t *testing.T) {
 		ids[e.ID] = true
 	}
 }
+
+// TestChangesLeaveOutVolatileFields checks that a batch's Volatile fields
+// are not listed in a revision's changes.
+func TestChangesLeaveOutVolatileFields(t *testing.T) {
+	h := newHarness(t, pipeline.Options{})
+	inv := &volatileInventory{inventory: newInventory("t/devices", 0)}
+	inv.put("a", `{"id":"a","fw":"1","lastSeen":1}`, time.Now().UTC())
+	sink := &memSink{}
+	h.runner.AddSource(onePoller{[]pipeline.Stream{inv}}, pipeline.SourceOptions{Interval: 20 * time.Millisecond})
+	h.runner.AddSink("mem", sink, pipeline.SinkOptions{})
+	h.start()
+	waitActions(t, sink, "a:added:0")
+	inv.put("a", `{"id":"a","fw":"2","lastSeen":2}`, time.Now().UTC())
+	waitActions(t, sink, "a:added:0", "a:changed:1")
+	h.stop(t)
+	ch := sink.events(t)[1].Changes
+	if _, ok := ch["fw"]; !ok || len(ch) != 1 {
+		t.Fatalf("changes = %v, want only fw", ch)
+	}
+}
+
+type volatileInventory struct{ *inventory }
+
+func (v *volatileInventory) Poll(ctx context.Context, pos pipeline.Position) (pipeline.Batch, error) {
+	b, err := v.inventory.Poll(ctx, pos)
+	b.Volatile = map[string]bool{"lastSeen": true}
+	return b, err
+}

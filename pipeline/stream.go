@@ -191,6 +191,7 @@ type commitPlan struct {
 	observed  time.Time
 	watermark time.Time
 	gap       int
+	volatile  map[string]bool
 }
 
 // pollOnce fetches, deduplicates, numbers and commits one poll.
@@ -218,7 +219,7 @@ func (sr *streamRunner) pollOnce(ctx context.Context) error {
 
 	sr.cmu.Lock()
 	defer sr.cmu.Unlock()
-	plan := commitPlan{normalize: batch.Normalize, floor: floor, observed: observed, watermark: sr.st.Watermark, gap: batch.Gap}
+	plan := commitPlan{normalize: batch.Normalize, floor: floor, observed: observed, watermark: sr.st.Watermark, gap: batch.Gap, volatile: batch.Volatile}
 	recs := batch.Records
 	if sr.set {
 		plan.watermark = observed
@@ -362,7 +363,7 @@ func (sr *streamRunner) commitNext(recs []Record, plan commitPlan, final bool) (
 				if raw == nil {
 					raw = ev.Raw
 				}
-				ev.Changes = sr.changes(prev.jseq, raw)
+				ev.Changes = sr.changes(prev.jseq, raw, plan.volatile)
 			}
 		}
 		next.LastSeq++
@@ -459,7 +460,7 @@ func (sr *streamRunner) push(b Batch) (int, error) {
 	sr.cmu.Lock()
 	defer sr.cmu.Unlock()
 	before := sr.st.LastSeq
-	plan := commitPlan{normalize: b.Normalize, observed: time.Now().UTC(), watermark: sr.st.Watermark}
+	plan := commitPlan{normalize: b.Normalize, observed: time.Now().UTC(), watermark: sr.st.Watermark, volatile: b.Volatile}
 	sr.hb.records += len(b.Records)
 	if err := sr.commitAll(b.Records, plan, true); err != nil {
 		return 0, err
@@ -540,12 +541,25 @@ func (sr *streamRunner) pruneSeen(before time.Time) {
 // changes compares the previous revision's raw record, read back from the
 // journal, with the new one, field by top-level field. When the previous
 // revision has already left the journal it returns nil.
-func (sr *streamRunner) changes(jseq uint64, raw json.RawMessage) map[string]Change {
+func (sr *streamRunner) changes(jseq uint64, raw json.RawMessage, volatile map[string]bool) map[string]Change {
 	old, err := sr.r.store.Get(jseq)
 	if err != nil || old == nil {
 		return nil
 	}
-	return DiffRecords([]byte(gjson.GetBytes(old, "raw").Raw), raw)
+	prev := gjson.GetBytes(old, "raw")
+	if !prev.IsObject() {
+		// The previous revision was journaled without raw (raw: false):
+		// nothing to compare with, which is not "every field changed".
+		return nil
+	}
+	ch := DiffRecords([]byte(prev.Raw), raw)
+	for k := range volatile {
+		delete(ch, k)
+	}
+	if len(ch) == 0 {
+		return nil
+	}
+	return ch
 }
 
 // DiffRecords returns the top-level fields whose JSON differs between two

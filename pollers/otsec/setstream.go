@@ -165,7 +165,7 @@ func (s *setStream) Poll(ctx context.Context, _ pipeline.Position) (pipeline.Bat
 		s.p.bodies.Put(buf)
 		return pipeline.Batch{}, err
 	}
-	var batch pipeline.Batch
+	batch := pipeline.Batch{Volatile: volatileKeys}
 	if listCut(pg, limit) {
 		batch.Gap = 1
 		if pg.total > len(pg.items) {
