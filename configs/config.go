@@ -243,6 +243,9 @@ type loader struct {
 	secrets []string          // Secret values seen, scrubbed from every message
 	failed  map[string]bool   // full paths already reported as unreadable values
 	origin  map[string]string // full path -> the MDBRIDGE_* variable that set it
+	// emptyVar: full path -> a variable that is set but empty and was the
+	// whole of that key's value, without a :- default.
+	emptyVar map[string]string
 }
 
 func (l *loader) addf(format string, args ...any) {
@@ -430,7 +433,7 @@ func (l *loader) decodeValidate(prefix string, raw any, out validator) {
 		l.failed[join(prefix, fe.key)] = true
 		l.at(join(prefix, fe.key), fe.msg)
 	}
-	l.collectSecrets(reflect.ValueOf(out).Elem())
+	l.collectSecrets(prefix, reflect.ValueOf(out).Elem())
 	for _, e := range unjoin(out.Validate()) {
 		key, msg, ok := strings.Cut(e.Error(), ": ")
 		if !ok {
@@ -500,10 +503,18 @@ func readable(path string) error {
 }
 
 // collectSecrets remembers every non-empty Secret in v for scrub.
-func (l *loader) collectSecrets(v reflect.Value) {
-	walkKeys("", v, func(_, _ string, f reflect.Value) {
-		if f.Type() == secretType && f.String() != "" {
+func (l *loader) collectSecrets(prefix string, v reflect.Value) {
+	walkKeys(prefix, v, func(path, _ string, f reflect.Value) {
+		if f.Type() != secretType {
+			return
+		}
+		if f.String() != "" {
 			l.secrets = append(l.secrets, f.String())
+		} else if name, ok := l.emptyVar[path]; ok {
+			// A credential that silently became "" would turn signing or
+			// authentication off; an intended empty value says ${VAR:-}.
+			l.addf("%s: environment variable %s is set but empty (write ${%s:-} if empty is meant)", path, name, name)
+			l.failed[path] = true
 		}
 	})
 }

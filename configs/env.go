@@ -84,6 +84,11 @@ func (l *loader) expandString(path, s string) any {
 			case !set:
 				l.addf("%s: environment variable %s is not set", path, name)
 				l.failed[path] = true
+			case val == "" && s == "${"+name+"}":
+				if l.emptyVar == nil {
+					l.emptyVar = map[string]string{}
+				}
+				l.emptyVar[path] = name
 			}
 			b.WriteString(val)
 		default: // a lone $ stays

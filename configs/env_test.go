@@ -89,6 +89,12 @@ func TestExpandErrors(t *testing.T) {
 			},
 		},
 		{
+			name: "secret from a set but empty variable",
+			doc:  withSource(`, token: "${OT_TOKEN}"`),
+			env:  []string{"OT_TOKEN="},
+			want: []string{`sources.plant-a.token: environment variable OT_TOKEN is set but empty (write ${OT_TOKEN:-} if empty is meant)`},
+		},
+		{
 			name: "unset in state and sink",
 			doc:  withSource("") + "state: {path: \"${DATA}/db\"}\n",
 			want: []string{`state.path: environment variable DATA is not set`},
