@@ -94,7 +94,11 @@ func (d *dispatcher) deliver(ctx, deliverCtx context.Context, batch []Entry) boo
 	attempts := 0
 	var lastErr string
 	for len(batch) > 0 {
+		start := time.Now()
 		err := d.sink.Deliver(deliverCtx, batch)
+		if f := d.r.opts.ObserveDelivery; f != nil {
+			f(d.name, time.Since(start), len(batch))
+		}
 		if err == nil {
 			d.advance(batch, len(batch))
 			break

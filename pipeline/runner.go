@@ -34,6 +34,11 @@ type Options struct {
 	// streams, which bounds the memory held by response bodies (default 1:
 	// measured, a second concurrent poll adds memory but no throughput).
 	MaxConcurrentPolls int
+	// ObserveDelivery, when set, is called after every Deliver call of
+	// every sink, failed ones included, with the sink's name, how long the
+	// call took and how many events it was given. It must be fast and safe
+	// for concurrent use (metrics).
+	ObserveDelivery func(sink string, d time.Duration, events int)
 }
 
 // SourceOptions schedule the streams of one Poller.

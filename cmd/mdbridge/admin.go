@@ -10,21 +10,27 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
 	"github.com/mdbridge/mdbridge/pipeline"
+	"github.com/mdbridge/mdbridge/state"
 )
 
 // adminServer serves /healthz (the process is alive), /readyz (state open
-// and sinks started), /debug/pprof/ and /status (streams and sinks as JSON; names,
-// counters and errors only, never a credential). /metrics joins it later.
+// and sinks started), /debug/pprof/, /status (streams and sinks as JSON; names,
+// counters and errors only, never a credential) and /metrics (the same
+// counters, the journal's size and the Go runtime, for Prometheus).
 type adminServer struct {
 	runner atomic.Pointer[pipeline.Runner]
+	store  atomic.Pointer[state.Store]
 	srv    *http.Server
 	ln     net.Listener
 }
 
-func startAdmin(addr string, log *zap.Logger) (*adminServer, error) {
+// startAdmin listens on addr (none when empty); deliveries, when not nil,
+// is served on /metrics beside the bridge's counters.
+func startAdmin(addr string, log *zap.Logger, deliveries *deliveryHistogram) (*adminServer, error) {
 	if addr == "" {
 		return nil, nil
 	}
@@ -55,6 +61,8 @@ func startAdmin(addr string, log *zap.Logger) (*adminServer, error) {
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(r.Snapshot())
 	})
+	reg := newMetricsRegistry(a, deliveries)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: zap.NewStdLog(log)}))
 	// Profiles, for diagnosing a running bridge; the admin address is
 	// loopback by default.
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
@@ -69,8 +77,11 @@ func startAdmin(addr string, log *zap.Logger) (*adminServer, error) {
 	return a, nil
 }
 
-func (a *adminServer) setRunner(r *pipeline.Runner) {
+// setRunner makes the runner, and the store it journals to, visible to
+// /readyz, /status and /metrics.
+func (a *adminServer) setRunner(r *pipeline.Runner, s *state.Store) {
 	if a != nil {
+		a.store.Store(s)
 		a.runner.Store(r)
 	}
 }

@@ -139,10 +139,12 @@ func runBridge(ctx context.Context, cfg *configs.Config, log *zap.Logger, onStar
 			log.Error("closing state", zap.Error(err))
 		}
 	}()
+	deliveries := newDeliveryHistogram()
 	r := pipeline.NewRunner(store, log, pipeline.Options{
-		Retention:     cfg.State.Retention,
-		MaxBytes:      uint64(cfg.State.MaxBytes),
-		DeadLetterDir: deadLetterDir(cfg),
+		Retention:       cfg.State.Retention,
+		MaxBytes:        uint64(cfg.State.MaxBytes),
+		DeadLetterDir:   deadLetterDir(cfg),
+		ObserveDelivery: deliveries.observe,
 	})
 	now := time.Now()
 	// Sources that hold a session end it (MDSS logout) once the runner has
@@ -221,12 +223,12 @@ func runBridge(ctx context.Context, cfg *configs.Config, log *zap.Logger, onStar
 		sinks = append(sinks, s)
 		r.AddSink(name, s, opts)
 	}
-	admin, err := startAdmin(cfg.Admin.Listen, log)
+	admin, err := startAdmin(cfg.Admin.Listen, log, deliveries)
 	if err != nil {
 		return fmt.Errorf("admin.listen: %w", err)
 	}
 	defer admin.close()
-	admin.setRunner(r)
+	admin.setRunner(r, store)
 	log.Info("mdbridge starting", zap.String("version", version), zap.String("state", cfg.State.Path),
 		zap.Int("sources", len(cfg.Sources)), zap.Int("sinks", len(cfg.Sinks)))
 	if onStart != nil {
