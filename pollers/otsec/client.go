@@ -15,15 +15,12 @@ package otsec
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -87,31 +84,10 @@ func newClient(cfg *Config, log *zap.Logger) (*client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("url: %w", err)
 	}
-	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if cfg.TLS.CAFile != "" {
-		pem, err := os.ReadFile(cfg.TLS.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("tls.ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls.ca_file: %s holds no PEM certificate", cfg.TLS.CAFile)
-		}
-		tlsCfg.RootCAs = pool
-	}
-	if cfg.TLS.InsecureSkipVerify {
-		log.Warn("TLS certificate verification is OFF for this source (tls.insecure_skip_verify); anyone on the path can read the token")
-		tlsCfg.InsecureSkipVerify = true
-	}
-	tr := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		TLSClientConfig:       tlsCfg,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ResponseHeaderTimeout: cfg.Timeout,
-		MaxIdleConnsPerHost:   8,
-		IdleConnTimeout:       90 * time.Second,
-		ForceAttemptHTTP2:     true,
+	tr, err := pipeline.NewUpstreamTransport(pipeline.UpstreamOptions{CAFile: cfg.TLS.CAFile, InsecureSkipVerify: cfg.TLS.InsecureSkipVerify,
+		ResponseTimeout: cfg.Timeout, MaxIdleConnsPerHost: 8, Credentials: "the token"}, log)
+	if err != nil {
+		return nil, err
 	}
 	return &client{
 		base:    base,

@@ -1,0 +1,62 @@
+package pipeline
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// UpstreamOptions configure the HTTP transport a poller talks to its
+// appliance with.
+type UpstreamOptions struct {
+	// CAFile is a PEM bundle that signs the appliance's certificate; ""
+	// uses the system roots.
+	CAFile string
+	// InsecureSkipVerify turns certificate verification off, with a warning.
+	InsecureSkipVerify bool
+	// ResponseTimeout bounds the wait for response headers.
+	ResponseTimeout time.Duration
+	// MaxIdleConnsPerHost is how many idle connections are kept.
+	MaxIdleConnsPerHost int
+	// Credentials names what an attacker could read without verification
+	// ("the token"), for the warning.
+	Credentials string
+}
+
+// NewUpstreamTransport returns a transport with TLS 1.2 or later,
+// verification on unless turned off, and dial, handshake and header
+// timeouts. Errors start with the config key they are about (tls.ca_file).
+func NewUpstreamTransport(o UpstreamOptions, log *zap.Logger) (*http.Transport, error) {
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if o.CAFile != "" {
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls.ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls.ca_file: %s holds no PEM certificate", o.CAFile)
+		}
+		tlsCfg.RootCAs = pool
+	}
+	if o.InsecureSkipVerify {
+		log.Warn("TLS certificate verification is OFF for this source (tls.insecure_skip_verify); anyone on the path can read " + o.Credentials)
+		tlsCfg.InsecureSkipVerify = true
+	}
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:       tlsCfg,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: o.ResponseTimeout,
+		MaxIdleConnsPerHost:   o.MaxIdleConnsPerHost,
+		IdleConnTimeout:       90 * time.Second,
+		ForceAttemptHTTP2:     true,
+	}, nil
+}
