@@ -29,6 +29,12 @@ type Record struct {
 	// A removal record is made by the runner: its Raw is the record as last
 	// seen (from the journal; "{}" when that has left it).
 	Action string
+	// Previous and Changes are set by the runner, before it calls
+	// Batch.Normalize, on a record whose earlier revision is still in the
+	// journal: that revision's raw record, and the top-level fields that
+	// differ from it (less Batch.Volatile). The event's changes are Changes.
+	Previous []byte
+	Changes  map[string]Change
 }
 
 // Actions a SetStream's records are normalised with (Record.Action).

@@ -344,6 +344,17 @@ func (sr *streamRunner) commitNext(recs []Record, plan commitPlan, final bool) (
 				rec.Action = ActionChanged
 			}
 		}
+		rev := 0
+		if ok {
+			rev = int(prev.rev) + 1
+			if rec.Action != ActionRemoved && prev.hash != tombstone {
+				raw := rec.Raw
+				if raw == nil && rec.Event != nil {
+					raw = rec.Event.Raw
+				}
+				rec.Previous, rec.Changes = sr.changes(prev.jseq, raw, plan.volatile)
+			}
+		}
 		if rec.Event == nil {
 			if plan.normalize == nil {
 				return 0, fmt.Errorf("record %q has no event", rec.Key)
@@ -354,18 +365,7 @@ func (sr *streamRunner) commitNext(recs []Record, plan commitPlan, final bool) (
 		}
 		ev := rec.Event
 		rec.Event = nil // encoded below; let it go
-		rev := 0
-		ev.Changes = nil
-		if ok {
-			rev = int(prev.rev) + 1
-			if rec.Action != ActionRemoved && prev.hash != tombstone {
-				raw := rec.Raw
-				if raw == nil {
-					raw = ev.Raw
-				}
-				ev.Changes = sr.changes(prev.jseq, raw, plan.volatile)
-			}
-		}
+		ev.Changes = rec.Changes
 		next.LastSeq++
 		ev.Schema = Schema
 		ev.Seq = next.LastSeq
@@ -538,28 +538,29 @@ func (sr *streamRunner) pruneSeen(before time.Time) {
 	sr.seen = m
 }
 
-// changes compares the previous revision's raw record, read back from the
-// journal, with the new one, field by top-level field. When the previous
-// revision has already left the journal it returns nil.
-func (sr *streamRunner) changes(jseq uint64, raw json.RawMessage, volatile map[string]bool) map[string]Change {
+// changes reads the previous revision's raw record back from the journal
+// and compares the new one with it, field by top-level field, leaving out
+// volatile fields. When the previous revision has left the journal, or was
+// journaled without raw, it returns nil for both.
+func (sr *streamRunner) changes(jseq uint64, raw json.RawMessage, volatile map[string]bool) ([]byte, map[string]Change) {
 	old, err := sr.r.store.Get(jseq)
 	if err != nil || old == nil {
-		return nil
+		return nil, nil
 	}
 	prev := gjson.GetBytes(old, "raw")
 	if !prev.IsObject() {
-		// The previous revision was journaled without raw (raw: false):
-		// nothing to compare with, which is not "every field changed".
-		return nil
+		// Journaled without raw (raw: false): nothing to compare with,
+		// which is not "every field changed".
+		return nil, nil
 	}
 	ch := DiffRecords([]byte(prev.Raw), raw)
 	for k := range volatile {
 		delete(ch, k)
 	}
 	if len(ch) == 0 {
-		return nil
+		ch = nil
 	}
-	return ch
+	return []byte(prev.Raw), ch
 }
 
 // DiffRecords returns the top-level fields whose JSON differs between two

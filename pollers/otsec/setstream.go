@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/url"
 	"slices"
@@ -59,18 +60,7 @@ type setStream struct {
 	qi          map[string]int
 
 	mu        sync.Mutex
-	lastCount int                   // records of the last poll, to size the next request
-	prev      map[string]prevRecord // each key's record as of the last poll
-	gen       uint64
-}
-
-// prevRecord is a record as the last poll returned it: the runner tells a
-// Normalize call only that a record changed, so the stream keeps the last
-// version to name the changed fields in the message.
-type prevRecord struct {
-	hash uint64
-	raw  []byte
-	gen  uint64
+	lastCount int // records of the last poll, to size the next request
 }
 
 func newSetStream(p *Poller, name, siteIP, sensorIP string, siteID int) *setStream {
@@ -87,7 +77,7 @@ func newSetStream(p *Poller, name, siteIP, sensorIP string, siteID int) *setStre
 	q := pipeline.NewExtractor(quick)
 	s := &setStream{
 		p: p, name: name, siteIP: siteIP, sensorIP: sensorIP, siteID: siteID, path: sp.path, spec: sp,
-		x: x, ix: map[string]int{}, q: q, qi: map[string]int{}, prev: map[string]prevRecord{},
+		x: x, ix: map[string]int{}, q: q, qi: map[string]int{},
 		id: p.name + "/" + siteIP + "/" + sensorIP + "/" + name,
 	}
 	if siteID > 0 {
@@ -176,13 +166,9 @@ func (s *setStream) Poll(ctx context.Context, _ pipeline.Position) (pipeline.Bat
 	s.mu.Lock()
 	s.lastCount = len(pg.items)
 	s.mu.Unlock()
-	complete := batch.Gap == 0
 	batch.Records = recs
 	batch.Normalize = s.build
-	batch.Release = func() {
-		s.remember(recs, complete)
-		s.p.bodies.Put(buf)
-	}
+	batch.Release = func() { s.p.bodies.Put(buf) }
 	return batch, nil
 }
 
@@ -280,39 +266,6 @@ func deviceKey(id, mac, ip gjson.Result) string {
 	return ""
 }
 
-// remember keeps each record of a poll the runner is done with, for the
-// next poll's change messages. Records a complete poll no longer lists are
-// forgotten, so the memory stays that of one list.
-func (s *setStream) remember(recs []pipeline.Record, complete bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.gen++
-	for i := range recs {
-		r := &recs[i]
-		p, ok := s.prev[r.Key]
-		if !ok || p.hash != r.Hash {
-			p = prevRecord{hash: r.Hash, raw: slices.Clone(r.Raw)}
-		}
-		p.gen = s.gen
-		s.prev[r.Key] = p
-	}
-	if complete {
-		for k, p := range s.prev {
-			if p.gen != s.gen {
-				delete(s.prev, k)
-			}
-		}
-	}
-}
-
-// previous returns the record's raw JSON as the last poll listed it, nil
-// when this process has not seen it.
-func (s *setStream) previous(key string) []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.prev[key].raw
-}
-
 // build fills rec.Event (pipeline.Batch.Normalize).
 func (s *setStream) build(rec *pipeline.Record) error {
 	item := gjson.Parse(unsafe.String(unsafe.SliceData(rec.Raw), len(rec.Raw)))
@@ -337,16 +290,11 @@ func (s *setStream) build(rec *pipeline.Record) error {
 	}
 	var prev gjson.Result
 	var changed []string
-	if rec.Action == pipeline.ActionChanged {
-		if old := s.previous(rec.Key); old != nil {
-			prev = gjson.ParseBytes(old)
-			for k := range pipeline.DiffRecords(old, rec.Raw) {
-				if !volatileKeys[k] {
-					changed = append(changed, k)
-				}
-			}
-			slices.Sort(changed)
-		}
+	if rec.Action == pipeline.ActionChanged && rec.Previous != nil {
+		// The runner read the previous revision from the journal and
+		// compared it already (volatile keys left out: Batch.Volatile).
+		prev = gjson.ParseBytes(rec.Previous)
+		changed = slices.Sorted(maps.Keys(rec.Changes))
 	}
 	dev := &pipeline.Device{
 		ID: v.str("device_id"), Name: v.str("device_name"), IP: v.str("ip"), MAC: v.str("mac"), Vendor: v.str("vendor"),

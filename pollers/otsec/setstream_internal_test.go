@@ -114,7 +114,6 @@ func TestSetMessages(t *testing.T) {
 	dev := newSetStream(p, StreamDevices, "s", "n", 0)
 	old := `{"id":1,"name":"PLC-01","ipv4":"10.0.0.1","mac":"aa","vendor":"Siemens","model":"S7","firmware":"1","lastSeen":1}`
 	now := `{"id":1,"name":"PLC-01","ipv4":"10.0.0.2","mac":"aa","vendor":"Siemens","model":"S7","firmware":"2","lastSeen":2}`
-	dev.remember([]pipeline.Record{{Key: "id:1", Hash: 1, Raw: []byte(old)}}, true)
 	for _, c := range []struct{ action, raw, want string }{
 		{pipeline.ActionAdded, old, "Device added: PLC-01 (10.0.0.1, aa, Siemens S7)"},
 		{pipeline.ActionChanged, now, "Device changed: PLC-01 (10.0.0.2, aa, Siemens S7): firmware, ipv4"},
@@ -122,6 +121,9 @@ func TestSetMessages(t *testing.T) {
 		{pipeline.ActionRemoved, `{}`, "Device removed: 1"},
 	} {
 		rec := &pipeline.Record{Key: "id:1", Raw: []byte(c.raw), Action: c.action}
+		if c.action == pipeline.ActionChanged {
+			withPrevious(rec, old)
+		}
 		if err := dev.build(rec); err != nil {
 			t.Fatal(err)
 		}
@@ -129,8 +131,8 @@ func TestSetMessages(t *testing.T) {
 			t.Errorf("%s: message %q device %+v, want %q", c.action, rec.Event.Message, rec.Event.Device, c.want)
 		}
 	}
-	// Not seen by this process (a restart): the change is still reported,
-	// without field names.
+	// The previous revision has left the journal: the change is still
+	// reported, without field names.
 	rec := &pipeline.Record{Key: "id:9", Raw: []byte(`{"id":9,"name":"X"}`), Action: pipeline.ActionChanged}
 	_ = dev.build(rec)
 	if rec.Event.Message != "Device changed: X" {
@@ -140,13 +142,13 @@ func TestSetMessages(t *testing.T) {
 	pr := newSetStream(p, StreamPatchRequests, "s", "n", 0)
 	pending := `{"id":3,"status":"pending","deviceName":"PLC-01","firmwareFrom":"1","firmwareTo":"2","requestedBy":"j.doe","createdAt":"2026-11-01T00:00:00Z","updatedAt":"2026-11-01T00:00:00Z"}`
 	approved := strings.Replace(strings.Replace(pending, "pending", "approved", 1), `"updatedAt":"2026-11-01T00:00:00Z"`, `"updatedAt":"2026-11-02T00:00:00Z"`, 1)
-	pr.remember([]pipeline.Record{{Key: "3", Hash: 1, Raw: []byte(pending)}}, true)
 	rec = &pipeline.Record{Key: "3", Raw: []byte(pending), Action: pipeline.ActionAdded, Time: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)}
 	_ = pr.build(rec)
 	if want := "Patch request 3 for PLC-01: 1 -> 2 (pending, requested by j.doe)"; rec.Event.Message != want {
 		t.Errorf("message %q, want %q", rec.Event.Message, want)
 	}
 	rec = &pipeline.Record{Key: "3", Raw: []byte(approved), Action: pipeline.ActionChanged, Time: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)}
+	withPrevious(rec, pending)
 	_ = pr.build(rec)
 	if want := "Patch request 3 for PLC-01: 1 -> 2, status pending -> approved"; rec.Event.Message != want {
 		t.Errorf("message %q, want %q", rec.Event.Message, want)
@@ -168,18 +170,13 @@ func TestSetMessages(t *testing.T) {
 	}
 }
 
-// TestSetMemoryForgetsGoneRecords: the records kept for change messages are
-// those of the last complete poll.
-func TestSetMemoryForgetsGoneRecords(t *testing.T) {
-	s := newSetStream(testPoller(nil), StreamDevices, "s", "n", 0)
-	s.remember([]pipeline.Record{{Key: "a", Hash: 1, Raw: []byte(`{}`)}, {Key: "b", Hash: 1, Raw: []byte(`{}`)}}, true)
-	s.remember([]pipeline.Record{{Key: "a", Hash: 1, Raw: []byte(`{}`)}}, false)
-	if len(s.prev) != 2 {
-		t.Errorf("an incomplete poll forgot records: %d kept", len(s.prev))
-	}
-	s.remember([]pipeline.Record{{Key: "a", Hash: 2, Raw: []byte(`{"x":1}`)}}, true)
-	if len(s.prev) != 1 || string(s.previous("a")) != `{"x":1}` {
-		t.Errorf("kept %v", s.prev)
+// withPrevious does what the runner does before Normalize for a record
+// whose earlier revision is in the journal.
+func withPrevious(rec *pipeline.Record, old string) {
+	rec.Previous = []byte(old)
+	rec.Changes = pipeline.DiffRecords([]byte(old), rec.Raw)
+	for k := range volatileKeys {
+		delete(rec.Changes, k)
 	}
 }
 
@@ -267,9 +264,11 @@ func FuzzSetRecord(f *testing.F) {
 			t.Fatalf("%s %s: records %v", stream, item, recs)
 		}
 		raw := []byte(item)
-		s.remember([]pipeline.Record{{Key: recs[0].Key, Hash: recs[0].Hash + 1, Raw: []byte(`{"status":"old","id":1}`)}}, true)
 		for _, action := range []string{pipeline.ActionAdded, pipeline.ActionChanged, pipeline.ActionRemoved} {
 			rec := pipeline.Record{Key: recs[0].Key, Time: recs[0].Time, Hash: recs[0].Hash, Raw: raw, Action: action}
+			if action == pipeline.ActionChanged {
+				withPrevious(&rec, `{"status":"old","id":1}`)
+			}
 			if err := s.build(&rec); err != nil || rec.Event == nil {
 				t.Fatalf("%s %s %s: %v", stream, item, action, err)
 			}
