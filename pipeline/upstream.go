@@ -12,6 +12,14 @@ import (
 	"go.uber.org/zap"
 )
 
+// UpstreamTLS is the `tls` block of a source's configuration.
+type UpstreamTLS struct {
+	// CAFile is a PEM bundle that signs the appliance's certificate.
+	CAFile string `koanf:"ca_file" json:"ca_file"`
+	// InsecureSkipVerify turns certificate verification off (logged as a warning).
+	InsecureSkipVerify bool `koanf:"insecure_skip_verify" json:"insecure_skip_verify"`
+}
+
 // UpstreamOptions configure the HTTP transport a poller talks to its
 // appliance with.
 type UpstreamOptions struct {

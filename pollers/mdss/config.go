@@ -46,13 +46,8 @@ const (
 	DefaultPathFiles        = "/api/file/" + PlaceholderStart + "/" + PlaceholderCount + "?scanId=" + PlaceholderScanID
 )
 
-// TLS holds the TLS options for the MDSS connection.
-type TLS struct {
-	// CAFile is a PEM bundle that signs the server's certificate.
-	CAFile string `koanf:"ca_file" json:"ca_file"`
-	// InsecureSkipVerify turns certificate verification off (logged as a warning).
-	InsecureSkipVerify bool `koanf:"insecure_skip_verify" json:"insecure_skip_verify"`
-}
+// TLS holds the TLS options for the connection to the appliance.
+type TLS = pipeline.UpstreamTLS
 
 // Paths are the API paths, relative to the source's URL. The list paths are
 // templates: {startIndex} and {count} page through a list, {scanId} names

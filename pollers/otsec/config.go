@@ -35,13 +35,8 @@ var SupportedStreams = []string{StreamDeviceAlerts, StreamConnAlerts, StreamSuri
 // poll, and their record shapes are the least known (README.md).
 var DefaultStreams = []string{StreamDeviceAlerts, StreamConnAlerts, StreamSuricataAlerts, StreamDevices}
 
-// TLS holds the TLS options for the Enterprise Manager connection.
-type TLS struct {
-	// CAFile is a PEM bundle that signs the appliance's certificate.
-	CAFile string `koanf:"ca_file" json:"ca_file"`
-	// InsecureSkipVerify turns certificate verification off (logged as a warning).
-	InsecureSkipVerify bool `koanf:"insecure_skip_verify" json:"insecure_skip_verify"`
-}
+// TLS holds the TLS options for the connection to the appliance.
+type TLS = pipeline.UpstreamTLS
 
 // Site is one site and sensor pair to poll.
 type Site struct {
