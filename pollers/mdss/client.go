@@ -162,7 +162,9 @@ func (c *client) transportError(parent context.Context, method, pathQuery string
 	}
 	var ne net.Error
 	if parent.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()) {
-		return fmt.Errorf("%s %s: timeout: no complete answer within %s: %w", method, pathQuery, c.timeout, err)
+		// Either the header timeout or the call's deadline fired first, at
+		// random: one wording for both, so a run of timeouts logs once.
+		return fmt.Errorf("%s %s: timeout: no complete answer within %s: %w", method, pathQuery, c.timeout, context.DeadlineExceeded)
 	}
 	return fmt.Errorf("%s %s: %w", method, pathQuery, err)
 }

@@ -143,7 +143,9 @@ func (c *client) get(parent context.Context, path string, query url.Values, dst 
 func (c *client) transportError(parent context.Context, path string, err error) error {
 	var ne net.Error
 	if parent.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()) {
-		return fmt.Errorf("GET %s: timeout: no complete answer within %s: %w", path, c.timeout, stripURL(err))
+		// Either the header timeout or the call's deadline fired first, at
+		// random: one wording for both, so a run of timeouts logs once.
+		return fmt.Errorf("GET %s: timeout: no complete answer within %s: %w", path, c.timeout, context.DeadlineExceeded)
 	}
 	return fmt.Errorf("GET %s: %w", path, stripURL(err))
 }
