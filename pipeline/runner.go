@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -88,6 +89,10 @@ type Runner struct {
 	mu      sync.Mutex
 	streams map[string]*streamRunner
 	kinds   map[string]uint64
+
+	// phase is runStarting until every sink's dispatcher has loaded its
+	// cursor and started, then runReady until Run begins to stop.
+	phase atomic.Int32
 }
 
 type sourceEntry struct {
@@ -157,6 +162,8 @@ func (r *Runner) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); d.run(ctx, deliverCtx) }()
 	}
+	r.phase.Store(runReady)
+	defer r.phase.Store(runStopping)
 	for _, s := range r.sources {
 		wg.Add(1)
 		go func() { defer wg.Done(); r.runSource(ctx, s) }()
@@ -165,6 +172,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); r.runTrim(ctx) }()
 
 	<-ctx.Done()
+	r.phase.Store(runStopping)
 	r.log.Info("stopping: polling stopped, finishing in-flight deliveries", zap.Duration("grace", r.opts.StopGrace))
 	timer := time.AfterFunc(r.opts.StopGrace, cancelDeliver)
 	wg.Wait()
@@ -180,6 +188,26 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	return errors.Join(errs...)
 }
+
+// Ready returns nil once Run has started every sink's dispatcher (each with
+// its cursor loaded from the state file) and until a stop is requested;
+// otherwise a short reason.
+func (r *Runner) Ready() error {
+	switch r.phase.Load() {
+	case runReady:
+		return nil
+	case runStopping:
+		return errors.New("stopping")
+	}
+	return errors.New("sinks not started yet")
+}
+
+// Phases of a Runner, for Ready.
+const (
+	runStarting int32 = iota
+	runReady
+	runStopping
+)
 
 // runSource keeps one goroutine per stream the poller currently serves.
 func (r *Runner) runSource(ctx context.Context, s sourceEntry) {
@@ -365,6 +393,13 @@ type StreamStatus struct {
 	Gaps      uint64    `json:"gaps"`
 	Failing   bool      `json:"failing"`
 	LastError string    `json:"last_error,omitempty"`
+
+	// Records counts the records successful polls fetched, before
+	// deduplication: Records well above Events is the lookback re-read.
+	Records uint64 `json:"records"`
+	// LastSuccess is when the last successful poll fetched its records
+	// (absent before the first).
+	LastSuccess time.Time `json:"last_success,omitzero"`
 }
 
 // SinkStatus describes one sink.

@@ -214,7 +214,7 @@ func (sr *streamRunner) pollOnce(ctx context.Context) error {
 	if batch.Release != nil {
 		defer batch.Release()
 	}
-	sr.statusUpdate(func(s *StreamStatus) { s.Polls++ })
+	sr.statusUpdate(func(s *StreamStatus) { s.Polls++; s.Records += uint64(len(batch.Records)) })
 	observed := time.Now().UTC()
 
 	sr.cmu.Lock()
@@ -239,6 +239,7 @@ func (sr *streamRunner) pollOnce(ctx context.Context) error {
 		return err
 	}
 	sr.hb.polledUntil = plan.watermark
+	sr.statusUpdate(func(s *StreamStatus) { s.LastSuccess = observed })
 	return nil
 }
 

@@ -20,6 +20,7 @@ type bridgeCollector struct {
 
 	streamPolls, streamErrors, streamEvents, streamGaps *prometheus.Desc
 	streamWatermark, streamLag, streamFailing           *prometheus.Desc
+	streamRecords, streamLastSuccess                    *prometheus.Desc
 
 	sinkDelivered, sinkRetries, sinkDeadLettered, sinkBacklog, sinkState *prometheus.Desc
 
@@ -34,25 +35,27 @@ func newBridgeCollector(a *adminServer) *bridgeCollector {
 		return prometheus.NewDesc("mdbridge_"+name, help, labels, nil)
 	}
 	return &bridgeCollector{
-		admin:            a,
-		now:              time.Now,
-		streamPolls:      d("stream_polls_total", "Polls of the stream.", "stream"),
-		streamErrors:     d("stream_errors_total", "Failed polls of the stream.", "stream"),
-		streamEvents:     d("stream_events_total", "Events the stream committed to the journal.", "stream"),
-		streamGaps:       d("stream_gaps_total", "Records the stream knows it skipped.", "stream"),
-		streamWatermark:  d("stream_watermark_timestamp_seconds", "Newest record time committed by the stream (0: none yet).", "stream"),
-		streamLag:        d("stream_lag_seconds", "Seconds between now and the stream's watermark (0: no watermark yet).", "stream"),
-		streamFailing:    d("stream_failing", "1 while the stream's last poll failed.", "stream"),
-		sinkDelivered:    d("sink_delivered_total", "Events delivered to the sink.", "sink"),
-		sinkRetries:      d("sink_retries_total", "Failed delivery attempts that were retried.", "sink"),
-		sinkDeadLettered: d("sink_dead_lettered_total", "Events given up on and written to the sink's dead-letter file.", "sink"),
-		sinkBacklog:      d("sink_backlog_events", "Journal events the sink has not delivered yet.", "sink"),
-		sinkState:        d("sink_state", "1 for the sink's current state (up, retrying, disabled), 0 for the others.", "sink", "state"),
-		journalBytes:     d("journal_bytes", "Bytes held by the journal."),
-		journalEntries:   d("journal_entries", "Entries held by the journal."),
-		journalLastSeq:   d("journal_last_seq", "Last journal sequence number handed out."),
-		events:           d("events_total", "Events journaled since start, by kind.", "kind"),
-		buildInfo:        d("build_info", "Always 1; the labels say which build runs.", "version", "goversion"),
+		admin:             a,
+		now:               time.Now,
+		streamPolls:       d("stream_polls_total", "Polls of the stream.", "stream"),
+		streamErrors:      d("stream_errors_total", "Failed polls of the stream.", "stream"),
+		streamEvents:      d("stream_events_total", "Events the stream committed to the journal.", "stream"),
+		streamGaps:        d("stream_gaps_total", "Records the stream knows it skipped.", "stream"),
+		streamRecords:     d("stream_records_total", "Records fetched by the stream's successful polls, before deduplication.", "stream"),
+		streamLastSuccess: d("stream_last_success_timestamp_seconds", "When the stream's last successful poll fetched its records (0: none yet).", "stream"),
+		streamWatermark:   d("stream_watermark_timestamp_seconds", "Newest record time committed by the stream (0: none yet).", "stream"),
+		streamLag:         d("stream_lag_seconds", "Seconds between now and the stream's watermark (0: no watermark yet).", "stream"),
+		streamFailing:     d("stream_failing", "1 while the stream's last poll failed.", "stream"),
+		sinkDelivered:     d("sink_delivered_total", "Events delivered to the sink.", "sink"),
+		sinkRetries:       d("sink_retries_total", "Failed delivery attempts that were retried.", "sink"),
+		sinkDeadLettered:  d("sink_dead_lettered_total", "Events given up on and written to the sink's dead-letter file.", "sink"),
+		sinkBacklog:       d("sink_backlog_events", "Journal events the sink has not delivered yet.", "sink"),
+		sinkState:         d("sink_state", "1 for the sink's current state (up, retrying, disabled), 0 for the others.", "sink", "state"),
+		journalBytes:      d("journal_bytes", "Bytes held by the journal."),
+		journalEntries:    d("journal_entries", "Entries held by the journal."),
+		journalLastSeq:    d("journal_last_seq", "Last journal sequence number handed out."),
+		events:            d("events_total", "Events journaled since start, by kind.", "kind"),
+		buildInfo:         d("build_info", "Always 1; the labels say which build runs.", "version", "goversion"),
 	}
 }
 
@@ -60,6 +63,7 @@ func newBridgeCollector(a *adminServer) *bridgeCollector {
 func (c *bridgeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.streamPolls, c.streamErrors, c.streamEvents, c.streamGaps, c.streamWatermark, c.streamLag, c.streamFailing,
+		c.streamRecords, c.streamLastSuccess,
 		c.sinkDelivered, c.sinkRetries, c.sinkDeadLettered, c.sinkBacklog, c.sinkState,
 		c.journalBytes, c.journalEntries, c.journalLastSeq, c.events, c.buildInfo,
 	} {
@@ -82,9 +86,10 @@ func (c *bridgeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.streamErrors, prometheus.CounterValue, float64(s.Errors), s.ID)
 		ch <- prometheus.MustNewConstMetric(c.streamEvents, prometheus.CounterValue, float64(s.Events), s.ID)
 		ch <- prometheus.MustNewConstMetric(c.streamGaps, prometheus.CounterValue, float64(s.Gaps), s.ID)
-		wm, lag := 0.0, 0.0
+		ch <- prometheus.MustNewConstMetric(c.streamRecords, prometheus.CounterValue, float64(s.Records), s.ID)
+		ch <- prometheus.MustNewConstMetric(c.streamLastSuccess, prometheus.GaugeValue, unixSeconds(s.LastSuccess), s.ID)
+		wm, lag := unixSeconds(s.Watermark), 0.0
 		if !s.Watermark.IsZero() {
-			wm = float64(s.Watermark.UnixNano()) / 1e9
 			lag = max(now.Sub(s.Watermark).Seconds(), 0)
 		}
 		ch <- prometheus.MustNewConstMetric(c.streamWatermark, prometheus.GaugeValue, wm, s.ID)
@@ -113,6 +118,14 @@ func (c *bridgeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.journalEntries, prometheus.GaugeValue, float64(st.Entries))
 		ch <- prometheus.MustNewConstMetric(c.journalLastSeq, prometheus.GaugeValue, float64(st.LastSeq))
 	}
+}
+
+// unixSeconds is t as a Prometheus timestamp value, 0 for the zero time.
+func unixSeconds(t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return float64(t.UnixNano()) / 1e9
 }
 
 func boolValue(b bool) float64 {

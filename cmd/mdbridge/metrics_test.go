@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -28,6 +29,7 @@ func TestMetricsScrape(t *testing.T) {
 	site := srv.Sites()[0]
 	srv.Add("device_alerts", site.SiteIP, site.SensorIPs[0], 20)
 	dir := t.TempDir()
+	started := time.Now()
 	admin := freeAddr(t)
 	cfg := writeConfig(t, fmt.Sprintf(`
 state: { path: %s/state/s.db }
@@ -101,6 +103,52 @@ sinks:
 		if fams[name] == nil {
 			t.Errorf("%s missing", name)
 		}
+	}
+	// Records are what polls fetched before deduplication: every alert at
+	// least once, and at least as many as became events.
+	if got := sumFamily(fams["mdbridge_stream_records_total"]); got < 20 {
+		t.Errorf("stream_records_total = %v, want at least the 20 alerts fetched", got)
+	}
+	scraped := time.Now()
+	if got := sumFamily(fams["mdbridge_stream_last_success_timestamp_seconds"]); got < float64(started.Unix()) || got > float64(scraped.Unix()+1) {
+		t.Errorf("stream_last_success_timestamp_seconds = %v, want between the test's start %d and the scrape %d", got, started.Unix(), scraped.Unix())
+	}
+
+	// /status tells the same, per stream.
+	var status struct {
+		Streams []struct {
+			ID          string    `json:"id"`
+			Events      uint64    `json:"events"`
+			Records     uint64    `json:"records"`
+			LastSuccess time.Time `json:"last_success"`
+		} `json:"streams"`
+	}
+	getJSON(t, "http://"+admin+"/status", &status)
+	if len(status.Streams) != 1 {
+		t.Fatalf("/status lists %d streams, want 1: %+v", len(status.Streams), status)
+	}
+	st := status.Streams[0]
+	if st.Records < 20 || st.Records < st.Events {
+		t.Errorf("/status stream %s: records %d, want at least 20 and at least its events (%d)", st.ID, st.Records, st.Events)
+	}
+	if st.LastSuccess.Before(started) || st.LastSuccess.After(time.Now()) {
+		t.Errorf("/status stream %s: last_success %v, want between the test's start %v and now", st.ID, st.LastSuccess, started)
+	}
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %v\n%s", url, resp.StatusCode, err, b)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("GET %s: %v\n%s", url, err, b)
 	}
 }
 
