@@ -22,6 +22,11 @@ type Options struct {
 	LockTimeout time.Duration
 	// NoSync skips fsync on commit. Only for benchmarks of the layout itself.
 	NoSync bool
+	// ReadOnly opens an existing file for reading only, under a shared lock
+	// (so it waits, up to LockTimeout, while a bridge holds the file): nothing
+	// is created or written, and the schema version is not enforced, so that
+	// Inspect and Check can report on any file. See OpenReadOnly.
+	ReadOnly bool
 }
 
 // ErrLocked is returned (wrapped) by Open when another process holds the file.
@@ -45,30 +50,53 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.LockTimeout <= 0 {
 		opts.LockTimeout = 5 * time.Second
 	}
-	if dir := filepath.Dir(path); dir != "" {
+	if dir := filepath.Dir(path); dir != "" && !opts.ReadOnly {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("state: create directory: %w", err)
 		}
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:        opts.LockTimeout,
-		NoFreelistSync: true,
-		PageSize:       pageSize,
-		FreelistType:   bolt.FreelistMapType,
-		NoSync:         opts.NoSync,
-	})
-	if errors.Is(err, bolt.ErrTimeout) {
-		return nil, fmt.Errorf("state: open %s: %w (waited %s; is another mdbridge running with the same state.path?)", path, ErrLocked, opts.LockTimeout)
-	}
+	db, err := openBolt(path, opts)
 	if err != nil {
-		return nil, fmt.Errorf("state: open %s: %w", path, err)
+		return nil, err
 	}
 	s := &Store{db: db, path: path, changed: make(chan struct{})}
+	if opts.ReadOnly {
+		return s, nil
+	}
 	if err := s.init(); err != nil {
 		_ = db.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// openBolt opens the file with the store's bbolt options. Compact renames
+// a new file over path while it holds the old one's lock, so an Open that
+// waited for that lock opens again when path names another file by then:
+// a bridge never writes to a file no longer at path.
+func openBolt(path string, opts Options) (*bolt.DB, error) {
+	for try := 0; ; try++ {
+		pre, _ := os.Stat(path)
+		db, err := bolt.Open(path, 0o600, &bolt.Options{
+			Timeout:        opts.LockTimeout,
+			NoFreelistSync: true,
+			PageSize:       pageSize,
+			FreelistType:   bolt.FreelistMapType,
+			NoSync:         opts.NoSync,
+			ReadOnly:       opts.ReadOnly,
+		})
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("state: open %s: %w (waited %s; is another mdbridge running with the same state.path?)", path, ErrLocked, opts.LockTimeout)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("state: open %s: %w", path, err)
+		}
+		post, _ := os.Stat(path)
+		if pre == nil || post == nil || os.SameFile(pre, post) || try == 2 {
+			return db, nil
+		}
+		_ = db.Close()
+	}
 }
 
 func (s *Store) init() error {
