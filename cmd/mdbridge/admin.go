@@ -44,8 +44,13 @@ func startAdmin(addr string, log *zap.Logger, deliveries *deliveryHistogram) (*a
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if a.runner.Load() == nil {
-			http.Error(w, "starting", http.StatusServiceUnavailable)
+		r := a.runner.Load()
+		if r == nil || a.store.Load() == nil {
+			http.Error(w, "not ready: state not open yet", http.StatusServiceUnavailable)
+			return
+		}
+		if err := r.Ready(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ready\n"))
