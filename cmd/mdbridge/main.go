@@ -8,6 +8,11 @@
 //	mdbridge validate -c FILE   print the resolved config (secrets redacted) or every problem
 //	mdbridge replay -c FILE --sink NAME [--since T] [--until T]
 //	                            deliver a sink's dead-letter file, or a journal window, again
+//	mdbridge backfill -c FILE --source S --stream X --since T [--until T] [--to SINK] [--format F]
+//	                            fetch a time window from the API again; print it or deliver it to a sink
+//	mdbridge status [-c FILE | --admin ADDR] [--json]   a running bridge's streams and sinks
+//	mdbridge state inspect|check|compact [-c FILE | --path STATEFILE]
+//	                            the state file, offline: contents, integrity, compaction
 //	mdbridge demo [--dir D] [--for 30s]   run against a built-in simulator, no setup
 //	mdbridge version
 package main
@@ -41,6 +46,19 @@ Usage:
   mdbridge replay -c FILE --sink NAME --since T [--until T]
                                          deliver the journal entries received in [T, until) again
                                          (T: RFC 3339 or a duration ago such as 2h; the bridge must be stopped)
+  mdbridge backfill -c FILE --source S --stream X --since T [--until T] [--to SINK] [--format F]
+                   [--site IP] [--sensor IP] [--timeout DUR]
+                                         fetch stream X's records of [T, until) from the API again and print
+                                         them (json, cef, leef or ocsf) or deliver them to SINK; never moves
+                                         a watermark or cursor (works while the bridge runs)
+  mdbridge status [-c FILE | --admin ADDR] [--json]
+                                         a running bridge's streams and sinks, from its /status
+  mdbridge state inspect [-c FILE | --path STATEFILE] [--json]
+                                         watermarks, cursors, journal and dead-letter files (bridge stopped)
+  mdbridge state check [-c FILE | --path STATEFILE] [--json]
+                                         check the state file's integrity; exits 1 on any problem
+  mdbridge state compact [-c FILE | --path STATEFILE] [--out FILE]
+                                         rewrite the state file without its free pages (bridge stopped)
   mdbridge demo [--dir DIR] [--for DUR]  run against a built-in OT Security simulator, writing DIR/events.jsonl
   mdbridge version                       print the version
 
@@ -61,6 +79,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdValidate(args[1:], stdout, stderr)
 	case "replay":
 		err = cmdReplay(ctx, args[1:], stdout, stderr)
+	case "backfill":
+		err = cmdBackfill(ctx, args[1:], stdout, stderr)
+	case "status":
+		err = cmdStatus(ctx, args[1:], stdout, stderr)
+	case "state":
+		err = cmdState(args[1:], stdout, stderr)
 	case "demo":
 		err = cmdDemo(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-v":
