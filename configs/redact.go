@@ -2,6 +2,7 @@ package configs
 
 import (
 	"bytes"
+	"net/url"
 	"reflect"
 	"slices"
 	"strconv"
@@ -111,7 +112,12 @@ func (r renderer) add(m *yaml.Node, key string, v reflect.Value) {
 // fields adds the koanf-tagged fields of struct v to mapping m, in order.
 func (r renderer) fields(m *yaml.Node, v reflect.Value) {
 	for i := range v.NumField() {
-		if key, ok := koanfKey(v.Type().Field(i)); ok {
+		key, ok := koanfKey(v.Type().Field(i))
+		switch {
+		case !ok:
+		case key == "url" && v.Field(i).Kind() == reflect.String:
+			m.Content = append(m.Content, r.scalar(key, "!!str"), r.str(redactQuery(v.Field(i).String())))
+		default:
 			r.add(m, key, v.Field(i))
 		}
 	}
@@ -166,6 +172,17 @@ func (r renderer) node(v reflect.Value) *yaml.Node {
 		return r.str(v.String())
 	}
 	return r.str("")
+}
+
+// redactQuery hides the query string of a URL, which may carry an API key
+// (a webhook's ?api_key=...): https://h/p?x=1 prints as https://h/p?[REDACTED].
+func redactQuery(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || (u.RawQuery == "" && !u.ForceQuery) {
+		return s
+	}
+	u.RawQuery, u.ForceQuery = "", false
+	return u.String() + "?" + pipeline.Redacted
 }
 
 // formatDuration writes 10m rather than 10m0s and 24h rather than 24h0m0s.
