@@ -35,6 +35,9 @@ type Config struct {
 	Batch int `koanf:"batch" json:"batch"`
 	// Start is where a sink new to the state file begins: end or earliest.
 	Start string `koanf:"start" json:"start"`
+	// DirectIO is auto (with sync batch, write whole blocks with O_DIRECT
+	// where the file system takes it) or off (always the page cache).
+	DirectIO string `koanf:"direct_io" json:"direct_io"`
 }
 
 // Common returns the keys every sink has.
@@ -44,7 +47,7 @@ func (c Config) Common() sinks.Common {
 
 // DefaultConfig returns the defaults that a user's YAML is decoded onto.
 func DefaultConfig() Config {
-	return Config{Sync: SyncBatch, MaxBytes: 100 << 20, MaxFiles: 10, Format: format.JSON, Batch: 1000, Start: sinks.StartEnd}
+	return Config{Sync: SyncBatch, MaxBytes: 100 << 20, MaxFiles: 10, Format: format.JSON, Batch: 1000, Start: sinks.StartEnd, DirectIO: DirectAuto}
 }
 
 // Validate reports every problem at once; each message starts with the key.
@@ -60,6 +63,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Sync != SyncBatch && c.Sync != SyncNone {
 		add("sync", "must be %s or %s, got %q", SyncBatch, SyncNone, c.Sync)
+	}
+	if c.DirectIO != DirectAuto && c.DirectIO != DirectOff {
+		add("direct_io", "must be %s or %s, got %q", DirectAuto, DirectOff, c.DirectIO)
 	}
 	if c.MaxBytes < 4096 {
 		add("max_bytes", "must be at least 4KiB")

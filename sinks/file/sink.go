@@ -62,6 +62,15 @@ type Sink struct {
 
 	buf    []byte // one write buffer, reused across batches
 	format format.Formatter
+
+	// Direct I/O (direct.go): dio is the active file opened with O_DIRECT,
+	// tail a copy of the file's last partial block; both nil when the sink
+	// writes through the page cache. scratch is an aligned buffer for a
+	// batch whose rendering outgrew s.buf.
+	dio           *os.File
+	tail          []byte
+	scratch       []byte
+	directRefused bool
 }
 
 var _ pipeline.Sink = (*Sink)(nil)
@@ -121,7 +130,10 @@ func (s *Sink) Deliver(ctx context.Context, batch []pipeline.Entry) error {
 	}
 
 	// Render first: a bad entry is rejected whatever state the file is in.
-	buf := s.buf[:0]
+	// With direct I/O the rendering follows a copy of the file's last
+	// partial block, so the buffer starts at an aligned file offset.
+	buf := append(s.buf[:0], s.tail...)
+	tail := len(buf)
 	var rejected []pipeline.Rejection
 	for i := range batch {
 		start := len(buf)
@@ -141,10 +153,14 @@ func (s *Sink) Deliver(ctx context.Context, batch []pipeline.Entry) error {
 		}
 		buf = append(out, '\n')
 	}
-	if cap(buf) <= maxKeptBuffer {
-		s.buf = buf[:0]
-	} else {
+	switch {
+	case cap(buf) > maxKeptBuffer:
 		s.buf = nil
+	case s.dio != nil && !aligned(buf):
+		// Rendering outgrew the aligned buffer; the next one is aligned.
+		s.buf = alignedBuffer(nil, cap(buf))
+	default:
+		s.buf = buf[:0]
 	}
 	done := func(err error) error {
 		if len(rejected) > 0 && err == nil {
@@ -152,7 +168,7 @@ func (s *Sink) Deliver(ctx context.Context, batch []pipeline.Entry) error {
 		}
 		return err
 	}
-	n := int64(len(buf))
+	n := int64(len(buf) - tail)
 	if n == 0 {
 		return done(nil)
 	}
@@ -173,6 +189,7 @@ func (s *Sink) Deliver(ctx context.Context, batch []pipeline.Entry) error {
 		if err := s.rotate(); err != nil {
 			return err
 		}
+		buf, tail = buf[tail:], 0 // a fresh file has no tail
 	}
 	if s.dirSyncPending {
 		if err := syncDir(s.dir); err != nil {
@@ -181,7 +198,7 @@ func (s *Sink) Deliver(ctx context.Context, batch []pipeline.Entry) error {
 		s.dirSyncPending = false
 	}
 
-	if _, err := s.f.Write(buf); err != nil {
+	if err := s.writeBatch(buf, tail); err != nil {
 		return s.undo("write", len(batch), err)
 	}
 	if s.cfg.Sync != SyncNone {
@@ -193,6 +210,7 @@ func (s *Sink) Deliver(ctx context.Context, batch []pipeline.Entry) error {
 		}
 	}
 	s.size += n
+	s.keepTail(buf)
 	return done(nil)
 }
 
@@ -223,6 +241,7 @@ func (s *Sink) Close() error {
 	}
 	f := s.f
 	s.f = nil
+	derr := s.closeDirect()
 	if s.dirty {
 		// Best effort: never leave a partial line behind on a clean stop.
 		_ = f.Truncate(s.size)
@@ -231,7 +250,7 @@ func (s *Sink) Close() error {
 	// graceful stop durable.
 	serr := f.Sync()
 	cerr := f.Close()
-	if err := errors.Join(serr, cerr); err != nil {
+	if err := errors.Join(serr, cerr, derr); err != nil {
 		return fmt.Errorf("file sink %s: close: %w", s.path, err)
 	}
 	return nil
@@ -264,6 +283,7 @@ func (s *Sink) open() error {
 	s.f = f
 	s.size = size
 	s.dirty = false
+	s.enableDirect()
 	return nil
 }
 
@@ -299,6 +319,9 @@ func (s *Sink) rotate() error {
 		deleted++
 	}
 	s.f = nil
+	if err := s.closeDirect(); err != nil {
+		s.log.Warn("file sink: closing the rotated file's direct descriptor failed", zap.Error(err))
+	}
 	cerr := old.Close()
 	if cerr != nil {
 		// Every batch in it was written (and, with sync batch, fsynced)
@@ -311,6 +334,7 @@ func (s *Sink) rotate() error {
 	}
 	s.f = f
 	s.size = 0
+	s.enableDirect()
 	// One directory fsync makes the renames, the deletions and the new
 	// file's entry durable together.
 	if err := syncDir(s.dir); err != nil {
