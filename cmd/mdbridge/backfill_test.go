@@ -17,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mdbridge/mdbridge/pipeline"
+	"github.com/mdbridge/mdbridge/pollers/mdss"
+	"github.com/mdbridge/mdbridge/pollers/mdss/mdsstest"
 	"github.com/mdbridge/mdbridge/pollers/otsec/otsectest"
 )
 
@@ -383,5 +386,95 @@ sinks:
 	}
 	if _, err := os.Stat(filepath.Join(dir, "s.db")); err == nil {
 		t.Error("backfill created the state file")
+	}
+}
+
+// TestBackfillSiteInventory: a site-wide inventory (site_id) is one stream
+// for every sensor of the site, so --sensor narrows its events by their
+// source.sensor_ip.
+func TestBackfillSiteInventory(t *testing.T) {
+	srv := otsectest.NewServer(otsectest.Options{Token: plantedToken, Sites: []otsectest.Site{
+		{SiteIP: "10.1.0.1", SensorIPs: []string{"10.1.0.11", "10.1.0.12"}},
+	}})
+	defer srv.Close()
+	for i := range 3 {
+		at := backfillT0.Add(time.Duration(i) * time.Minute)
+		srv.AddAt("devices", "10.1.0.1", "10.1.0.11", at, 1)
+		srv.AddAt("devices", "10.1.0.1", "10.1.0.12", at.Add(30*time.Second), 1)
+	}
+	dir := t.TempDir()
+	cfg := writeConfig(t, fmt.Sprintf(`
+state: { path: %s/s.db }
+sources:
+  plant-a:
+    type: otsecurity
+    url: %q
+    token: %s
+    streams: [devices]
+    sites:
+      - { site_ip: 10.1.0.1, sensor_ip: 10.1.0.11, site_id: 1 }
+      - { site_ip: 10.1.0.1, sensor_ip: 10.1.0.12, site_id: 1 }
+sinks:
+  archive: { type: file, path: %s/out.jsonl }
+`, dir, srv.URL, plantedToken, dir))
+	for _, tc := range []struct {
+		sensor string
+		want   []string
+	}{
+		{"", []string{"10.1.0.11", "10.1.0.12", "10.1.0.11", "10.1.0.12", "10.1.0.11", "10.1.0.12"}},
+		{"10.1.0.12", []string{"10.1.0.12", "10.1.0.12", "10.1.0.12"}},
+	} {
+		t.Run("sensor "+tc.sensor, func(t *testing.T) {
+			args := []string{"backfill", "-c", cfg, "--source", "plant-a", "--stream", "devices", "--since", backfillT0.Format(time.RFC3339)}
+			if tc.sensor != "" {
+				args = append(args, "--sensor", tc.sensor)
+			}
+			var out, errb bytes.Buffer
+			if code := run(context.Background(), args, &out, &errb); code != 0 {
+				t.Fatalf("exit %d:\n%s", code, &errb)
+			}
+			var got []string
+			for _, e := range readLines(t, out.Bytes()) {
+				got = append(got, e.Source.SensorIP)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("events of sensors %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestBackfillStorageSecurity backfills the scans stream of the fake MDSS:
+// the finished scans that stopped in the window, oldest first, with the
+// ids the bridge gives them.
+func TestBackfillStorageSecurity(t *testing.T) {
+	srv := mdsstest.NewServer(mdsstest.Options{APIKey: plantedToken, Seed: 3})
+	defer srv.Close()
+	scans := srv.Backfill(10, time.Hour)
+	slices.SortFunc(scans, func(a, b mdsstest.Scan) int { return a.StopTime.Compare(b.StopTime) })
+	since, until := scans[3].StopTime, scans[7].StopTime
+	var want []string
+	for _, sc := range scans[3:7] {
+		want = append(want, pipeline.EventID(mdss.StreamID("storage", "scans"), pipeline.KindMDSSScan, sc.ID, 0))
+	}
+	dir := t.TempDir()
+	cfg := writeConfig(t, fmt.Sprintf(`
+state: { path: %s/s.db }
+sources:
+  storage: { type: storage_security, url: %q, api_key: %s, streams: [scans] }
+sinks:
+  archive: { type: file, path: %s/out.jsonl }
+`, dir, srv.URL, plantedToken, dir))
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"backfill", "-c", cfg, "--source", "storage", "--stream", "scans",
+		"--since", since.Format(time.RFC3339Nano), "--until", until.Format(time.RFC3339Nano)}, &out, &errb)
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, &errb)
+	}
+	if got := ids(readLines(t, out.Bytes())); !slices.Equal(got, want) {
+		t.Errorf("got ids\n%q\nwant those of scans 3-6 by stop time\n%q", got, want)
+	}
+	if strings.Contains(out.String()+errb.String(), plantedToken) {
+		t.Error("the API key was printed")
 	}
 }
