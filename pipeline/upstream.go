@@ -3,10 +3,12 @@ package pipeline
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -67,4 +69,32 @@ func NewUpstreamTransport(o UpstreamOptions, log *zap.Logger) (*http.Transport, 
 		IdleConnTimeout:       90 * time.Second,
 		ForceAttemptHTTP2:     true,
 	}, nil
+}
+
+// CertVerifyFailed reports whether err is a failed TLS certificate
+// verification: an unknown authority, a name the certificate does not hold,
+// an expired or otherwise invalid certificate. Some clients (NATS) keep only
+// the message, so the crypto/tls wording counts too.
+func CertVerifyFailed(err error) bool {
+	if err == nil {
+		return false
+	}
+	var (
+		cv *tls.CertificateVerificationError
+		ua x509.UnknownAuthorityError
+		hn x509.HostnameError
+		ci x509.CertificateInvalidError
+	)
+	return errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci) ||
+		strings.Contains(err.Error(), "failed to verify certificate")
+}
+
+// CertHint returns err with a hint at tls.ca_file when it is a failed
+// certificate verification (CertVerifyFailed), and err unchanged otherwise.
+// The caller names the host.
+func CertHint(err error) error {
+	if !CertVerifyFailed(err) {
+		return err
+	}
+	return fmt.Errorf("%w (certificate verification failed: if a private CA signed the server's certificate, give that CA in tls.ca_file)", err)
 }

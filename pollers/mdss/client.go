@@ -166,6 +166,9 @@ func (c *client) transportError(parent context.Context, method, pathQuery string
 		// random: one wording for both, so a run of timeouts logs once.
 		return fmt.Errorf("%s %s: timeout: no complete answer within %s: %w", method, pathQuery, c.timeout, context.DeadlineExceeded)
 	}
+	if pipeline.CertVerifyFailed(err) {
+		return fmt.Errorf("%s %s: TLS with %s: %w", method, pathQuery, c.base.Host, pipeline.CertHint(err))
+	}
 	return fmt.Errorf("%s %s: %w", method, pathQuery, err)
 }
 

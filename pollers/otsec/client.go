@@ -147,7 +147,10 @@ func (c *client) transportError(parent context.Context, path string, err error) 
 		// random: one wording for both, so a run of timeouts logs once.
 		return fmt.Errorf("GET %s: timeout: no complete answer within %s: %w", path, c.timeout, context.DeadlineExceeded)
 	}
-	return fmt.Errorf("GET %s: %w", path, stripURL(err))
+	if err = stripURL(err); pipeline.CertVerifyFailed(err) {
+		return fmt.Errorf("GET %s: TLS with %s: %w", path, c.base.Host, pipeline.CertHint(err))
+	}
+	return fmt.Errorf("GET %s: %w", path, err)
 }
 
 // stripURL removes the URL from *url.Error: the path is already in the
