@@ -1,8 +1,11 @@
 package pipeline
 
 import (
+	"encoding/binary"
+	"math/bits"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/tidwall/gjson"
 )
@@ -29,14 +32,37 @@ func skipSpace(s string, i int) int {
 
 // stringEnd returns the index just past the closing quote of the string
 // starting at s[i] == '"', or len(s).
+//
+// It looks at eight bytes at a time for a quote or a backslash (the usual
+// has-zero-byte bit trick on the word XORed with each), which is what makes
+// the long free-text values of alerts (messages, reasons) cheap; the last
+// few bytes and every escape take the byte loop.
 func stringEnd(s string, i int) int {
-	// A plain loop: most strings in records are short keys and values,
-	// where a call to a vectorised search costs more than it saves.
-	for i++; i < len(s); i++ {
+	const (
+		ones  = 0x0101010101010101
+		highs = 0x8080808080808080
+		quote = '"' * ones
+		slash = '\\' * ones
+	)
+	for i++; i < len(s); {
+		if i+8 <= len(s) {
+			w := binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s[i:]), 8))
+			q, b := w^quote, w^slash
+			found := ((q - ones) &^ q | (b - ones) &^ b) & highs
+			if found == 0 {
+				i += 8
+				continue
+			}
+			// The lowest flagged byte is a real match; higher ones may be
+			// borrows, which the byte switch below never trusts.
+			i += bits.TrailingZeros64(found) >> 3
+		}
 		switch s[i] {
 		case '"':
 			return i + 1
 		case '\\':
+			i += 2
+		default:
 			i++
 		}
 	}

@@ -74,3 +74,55 @@ func TestMembersTable(t *testing.T) {
 		}
 	}
 }
+
+// stringEndBytewise is the plain loop stringEnd must agree with.
+func stringEndBytewise(s string, i int) int {
+	for i++; i < len(s); i++ {
+		switch s[i] {
+		case '"':
+			return i + 1
+		case '\\':
+			i++
+		}
+	}
+	return len(s)
+}
+
+// FuzzStringEnd checks the eight-bytes-at-a-time string scanner against the
+// byte loop from every start position, on any input: quotes and
+// backslashes at every offset of a word, escapes straddling words, bytes
+// at or above 0x80 (where a careless bit trick finds false matches).
+func FuzzStringEnd(f *testing.F) {
+	for _, s := range scanSeeds {
+		f.Add(s)
+	}
+	f.Add(`"abcdefg"`)
+	f.Add(`"abcdefgh\"ijklmnop\\"qr`)
+	f.Add("\"\x80\x81\xff\x22\x5c\x5c\xa2\xdc\xff\xff\xff\xff\xff\xff\xff\xff\"")
+	f.Add(`"0123456\\\"89abcdef"`)
+	f.Fuzz(func(t *testing.T, s string) {
+		for i := 0; i < len(s); i++ {
+			if got, want := stringEnd(s, i), stringEndBytewise(s, i); got != want {
+				t.Fatalf("stringEnd(%q, %d) = %d, byte loop %d", s, i, got, want)
+			}
+		}
+	})
+}
+
+// BenchmarkStringEnd scans the string values of a realistic alert record.
+func BenchmarkStringEnd(b *testing.B) {
+	rec := `{"id":1161,"alertStarted":"2026-12-04T19:23:59.221Z","message":"Firmware changed: Hirschmann RSP35 SW-22 (192.168.10.115, 00:80:63:4B:03:92) reports a firmware version that differs from the one recorded at onboarding; no approved patch request covers the change.","reason":"Policy \"Firmware changed\" (criticality High) matched on sensor 10.40.172.172 at site 10.40.172.144; the Switch was observed at Purdue level 2 talking to 12 peers.","deviceName":"SW-22","ipv4":"192.168.10.115"}`
+	b.SetBytes(int64(len(rec)))
+	for b.Loop() {
+		n := 0
+		for i := 0; i < len(rec); i++ {
+			if rec[i] == '"' {
+				i = stringEnd(rec, i) - 1
+				n++
+			}
+		}
+		if n == 0 {
+			b.Fatal("no strings")
+		}
+	}
+}
