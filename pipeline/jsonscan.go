@@ -48,7 +48,7 @@ func stringEnd(s string, i int) int {
 		if i+8 <= len(s) {
 			w := binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s[i:]), 8))
 			q, b := w^quote, w^slash
-			found := ((q - ones) &^ q | (b - ones) &^ b) & highs
+			found := ((q-ones)&^q | (b-ones)&^b) & highs
 			if found == 0 {
 				i += 8
 				continue
