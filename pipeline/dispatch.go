@@ -24,6 +24,7 @@ type dispatcher struct {
 	deadLettered atomic.Uint64
 	failing      atomic.Bool
 	disabled     atomic.Bool
+	lastErr      atomic.Pointer[string] // for SinkStatus.LastError
 
 	// replay is set for a one-off replay: no cursor is stored.
 	replay bool
@@ -135,6 +136,10 @@ func (d *dispatcher) deliver(ctx, deliverCtx context.Context, batch []Entry) boo
 			batch = batch[partial.Done:]
 			err = partial.Err
 		}
+		if err != nil {
+			msg := err.Error()
+			d.lastErr.Store(&msg)
+		}
 		var dis *DisabledError
 		if errors.As(err, &dis) {
 			d.disabled.Store(true)
@@ -222,4 +227,12 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// lastError is the most recent delivery error, "" before the first.
+func (d *dispatcher) lastError() string {
+	if p := d.lastErr.Load(); p != nil {
+		return *p
+	}
+	return ""
 }

@@ -413,6 +413,8 @@ type SinkStatus struct {
 	Failing      bool   `json:"failing"`
 	// State is up, retrying or disabled.
 	State string `json:"state"`
+	// LastError is the most recent delivery error, kept after recovery.
+	LastError string `json:"last_error,omitempty"`
 }
 
 // Sink states in SinkStatus.State.
@@ -453,6 +455,7 @@ func (r *Runner) Snapshot() Snapshot {
 		snap.Sinks = append(snap.Sinks, SinkStatus{
 			Name: d.name, Cursor: c, Lag: lag, Delivered: d.delivered.Load(),
 			Retries: d.retries.Load(), DeadLettered: d.deadLettered.Load(), Failing: d.failing.Load(), State: st,
+			LastError: d.lastError(),
 		})
 	}
 	return snap
