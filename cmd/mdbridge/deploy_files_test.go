@@ -238,6 +238,31 @@ func TestDeployCompose(t *testing.T) {
 	}
 }
 
+// TestDeployRsyslogConf has rsyslogd check the compose file's rsyslog
+// configuration.
+func TestDeployRsyslogConf(t *testing.T) {
+	tool := deployTool(t, "rsyslogd")
+	if tool == "" {
+		t.Skip("rsyslogd not installed: deploy/compose/rsyslog.conf was not checked")
+	}
+	out, err := exec.Command(tool, "-N1", "-f", filepath.Join(deployDir, "compose", "rsyslog.conf")).CombinedOutput()
+	if err != nil {
+		t.Errorf("rsyslogd -N1: %v\n%s", err, out)
+	}
+}
+
+// deployTool is the path of a program that checks a deploy file, or ""
+// when it is not installed; CI sets MDBTEST_REQUIRE_DEPLOY_TOOLS=1 to
+// fail instead.
+func deployTool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil && os.Getenv("MDBTEST_REQUIRE_DEPLOY_TOOLS") == "1" {
+		t.Fatalf("%s is required (MDBTEST_REQUIRE_DEPLOY_TOOLS=1) but missing: %v", name, err)
+	}
+	return p
+}
+
 // composeEnv is the environment compose gives the bridge: each variable of
 // the mdbridge service with the default its ${VAR:-default} names.
 func composeEnv(t *testing.T) []string {
@@ -367,8 +392,8 @@ func TestDeploySystemdUnit(t *testing.T) {
 		t.Errorf("TimeoutStopSec = %s (%v), want a little over the 10 s drain", svc["TimeoutStopSec"][0], err)
 	}
 
-	tool, err := exec.LookPath("systemd-analyze")
-	if err != nil {
+	tool := deployTool(t, "systemd-analyze")
+	if tool == "" {
 		t.Skip("systemd-analyze not installed: the unit's syntax was not verified by systemd")
 	}
 	// verify insists that ExecStart's binary exists: point it at this test
@@ -494,8 +519,8 @@ func alertExprs(t *testing.T) []string {
 // installed.
 func promtoolCheckRules(t *testing.T, rules []byte, what string) {
 	t.Helper()
-	tool, err := exec.LookPath("promtool")
-	if err != nil {
+	tool := deployTool(t, "promtool")
+	if tool == "" {
 		t.Logf("promtool not installed: the PromQL of %s was not parsed", what)
 		return
 	}
