@@ -28,6 +28,9 @@ func (s *Store) Read(after uint64, max int, maxBytes int) ([]Entry, error) {
 // is large enough; it returns the buffer used, for the next call. The data
 // stays valid until buf is reused.
 func (s *Store) ReadInto(after uint64, max int, maxBytes int, buf []byte) ([]Entry, []byte, error) {
+	if out, b, ok := s.tail.read(after, max, maxBytes, buf); ok {
+		return out, b, nil
+	}
 	var out []Entry
 	var total int
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -191,6 +194,9 @@ func (s *Store) Trim(now time.Time, retention time.Duration, maxBytes uint64, si
 		if err != nil {
 			return res, err
 		}
+		if n > 0 {
+			s.tail.dropThrough(minCursor) // every sink is past them
+		}
 		res.Deleted += n
 		if n == chunk {
 			continue
@@ -219,6 +225,7 @@ func (s *Store) Trim(now time.Time, retention time.Duration, maxBytes uint64, si
 		if err := s.deleteEvicted(ev); err != nil {
 			return res, err
 		}
+		s.tail.dropThrough(ev[len(ev)-1].Entry.Seq)
 		res.Deleted += uint64(len(ev))
 		res.Evicted += uint64(len(ev))
 		s.notify()

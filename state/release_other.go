@@ -5,3 +5,5 @@ package state
 import bolt "go.etcd.io/bbolt"
 
 func (s *Store) releaseAfterRead(*bolt.Tx, int) {}
+
+func (s *Store) dropCache([]Append) {}

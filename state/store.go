@@ -41,6 +41,16 @@ type Store struct {
 	changed chan struct{} // closed and replaced after every append
 
 	readBytes int64 // bytes read through Read since the last mapping release
+
+	// commitMu orders commits so the tail cache gets them in journal order.
+	commitMu sync.Mutex
+	tail     tailCache
+
+	// advise is a descriptor of the file used only to tell the kernel which
+	// of its cached pages are no longer needed (dropCache); nil when not
+	// used. unadvised counts journal bytes committed since the last time.
+	advise    *os.File
+	unadvised int64
 }
 
 // Open opens or creates the state file at path (its directory is created
@@ -59,13 +69,16 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{db: db, path: path, changed: make(chan struct{})}
+	s := &Store{db: db, path: path, changed: make(chan struct{}), tail: tailCache{limit: tailCacheBytes}}
 	if opts.ReadOnly {
 		return s, nil
 	}
 	if err := s.init(); err != nil {
 		_ = db.Close()
 		return nil, err
+	}
+	if f, err := os.Open(path); err == nil {
+		s.advise = f // without it only the page-cache hint is lost
 	}
 	return s, nil
 }
@@ -127,6 +140,9 @@ func (s *Store) init() error {
 
 // Close closes the file.
 func (s *Store) Close() error {
+	if s.advise != nil {
+		_ = s.advise.Close()
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("state: close: %w", err)
 	}
@@ -213,6 +229,8 @@ func (s *Store) Commit(c Commit) (uint64, error) {
 	}
 	keys := make([]byte, 8*len(c.Events))
 	var first uint64
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		journal := tx.Bucket(bucketJournal)
@@ -297,7 +315,9 @@ func (s *Store) Commit(c Commit) (uint64, error) {
 		return 0, err
 	}
 	if len(c.Events) > 0 {
+		s.tail.add(first, c.Events)
 		s.notify()
+		s.dropCache(c.Events)
 	}
 	return first, nil
 }
