@@ -185,6 +185,14 @@ func (r *webhookReceiver) deliveries() []delivery {
 	return append([]delivery(nil), r.got...)
 }
 
+// rejected returns how many bodies were not JSON arrays of events, and the
+// last of them.
+func (r *webhookReceiver) rejected() (int, string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.badBody, r.lastBody
+}
+
 func (r *webhookReceiver) close() { _ = r.srv.Close() }
 
 // syslogReceiver is the far end of the syslog sink: a real rsyslogd, or an

@@ -140,7 +140,7 @@ func (f *figures) upstreamWindows() int {
 
 // ok reports whether nothing was lost and JetStream holds no duplicate.
 func (f *figures) ok() bool {
-	if f.Check == nil || f.Check.lost() || len(f.Check.Conflicts) > 0 {
+	if f.Check == nil || f.Check.lost() || len(f.Check.Conflicts) > 0 || f.JSBadHeader > 0 {
 		return false
 	}
 	for _, s := range f.Check.Sinks {
@@ -508,6 +508,9 @@ func chaos(ctx context.Context, o *options, logw io.Writer) (*figures, error) {
 	}
 	fig.JSMessages, fig.JSBadHeader = js.streamMsgs, js.badHeader
 	fig.Check = check(recs, sinkNames, got)
+	if n, body := hook.rejected(); n > 0 {
+		logf("webhook: %d requests whose body was not a JSON array of events (answered 400), e.g. %s", n, body)
+	}
 	for _, t := range []*tailer{file, slog} {
 		if t.nBad > 0 {
 			logf("%s: %d lines that are not events, e.g. %s", t.path, t.nBad, t.bad[0])
