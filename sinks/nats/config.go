@@ -24,6 +24,18 @@ const (
 	StorageMemory = "memory"
 )
 
+// Values of the batch_publish key.
+const (
+	// BatchPublishAuto uses fast-ingest batch publishing when the stream
+	// allows it (allow_batched) and one acknowledgement per event otherwise.
+	BatchPublishAuto = "auto"
+	// BatchPublishOn requires it: the sink does not start when the stream
+	// does not allow it.
+	BatchPublishOn = "on"
+	// BatchPublishOff always waits for one acknowledgement per event.
+	BatchPublishOff = "off"
+)
+
 // Defaults.
 const (
 	DefaultURL             = "nats://127.0.0.1:4222"
@@ -47,6 +59,10 @@ type Config struct {
 	// Stream, when given, is created or updated at startup. Without it and
 	// with jetstream on, a stream must already capture the subjects.
 	Stream *StreamConfig `koanf:"stream" json:"stream"`
+	// BatchPublish selects fast-ingest batch publishing (nats-server 2.14
+	// and later): auto, on or off. With it the stream acknowledges a run of
+	// events at once instead of each one; see the README.
+	BatchPublish string `koanf:"batch_publish" json:"batch_publish"`
 	// MaxPending is the most JetStream publishes awaiting their
 	// acknowledgement at once.
 	MaxPending int `koanf:"max_pending" json:"max_pending"`
@@ -110,6 +126,7 @@ func DefaultConfig() Config {
 	return Config{
 		URL:            DefaultURL,
 		Subject:        DefaultSubject,
+		BatchPublish:   BatchPublishAuto,
 		MaxPending:     defaultMaxPending,
 		AckTimeout:     10 * time.Second,
 		ConnectTimeout: 5 * time.Second,
@@ -146,6 +163,15 @@ func (c *Config) Validate() error {
 			add("stream", "needs jetstream: true")
 		}
 		errs = append(errs, c.Stream.validate(tmpl)...)
+	}
+	switch c.BatchPublish {
+	case BatchPublishAuto, BatchPublishOff:
+	case BatchPublishOn:
+		if !c.JetStream {
+			add("batch_publish", "on needs jetstream: true")
+		}
+	default:
+		add("batch_publish", "must be %s, %s or %s, got %q", BatchPublishAuto, BatchPublishOn, BatchPublishOff, c.BatchPublish)
 	}
 	if c.MaxPending < 1 || c.MaxPending > maxMaxPending {
 		add("max_pending", "must be between 1 and %d", maxMaxPending)

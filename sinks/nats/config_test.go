@@ -108,6 +108,11 @@ func TestValidate(t *testing.T) {
 			c.MaxPending, c.AckTimeout, c.ConnectTimeout, c.ReconnectWait = 0, 0, -time.Second, 0
 		}, want: []string{"ack_timeout", "connect_timeout", "max_pending", "reconnect_wait"}},
 		{name: "max_pending too large", edit: func(c *Config) { c.MaxPending = maxMaxPending + 1 }, want: []string{"max_pending"}},
+		{name: "batch_publish on", edit: func(c *Config) { c.JetStream, c.BatchPublish = true, BatchPublishOn }},
+		{name: "batch_publish off", edit: func(c *Config) { c.BatchPublish = BatchPublishOff }},
+		{name: "batch_publish on without jetstream", edit: func(c *Config) { c.BatchPublish = BatchPublishOn }, want: []string{"batch_publish"}},
+		{name: "batch_publish unknown", edit: func(c *Config) { c.JetStream, c.BatchPublish = true, "yes" }, want: []string{"batch_publish"}},
+		{name: "batch_publish empty", edit: func(c *Config) { c.BatchPublish = "" }, want: []string{"batch_publish"}},
 		{name: "token and user", edit: func(c *Config) { c.Token, c.User, c.Password = secretValue, "u", secretValue },
 			want: []string{"user"}},
 		{name: "all four methods", edit: func(c *Config) {

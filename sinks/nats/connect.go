@@ -187,6 +187,9 @@ func (s *Sink) checkStream(ctx context.Context) error {
 			MaxAge:     sc.MaxAge,
 			MaxBytes:   int64(sc.MaxBytes),
 			Duplicates: sc.DuplicateWindow,
+			// Fast-ingest batches need it; a server before 2.14 ignores
+			// it, and the stream it returns says so.
+			AllowBatchPublish: s.cfg.BatchPublish != BatchPublishOff,
 		}
 		if sc.Storage == StorageMemory {
 			jc.Storage = jetstream.MemoryStorage
@@ -194,7 +197,8 @@ func (s *Sink) checkStream(ctx context.Context) error {
 		if jc.MaxBytes == 0 {
 			jc.MaxBytes = -1 // no limit
 		}
-		if _, err := s.js.CreateOrUpdateStream(ctx, jc); err != nil {
+		st, err := s.js.CreateOrUpdateStream(ctx, jc)
+		if err != nil {
 			return fmt.Errorf("nats sink %s: create or update JetStream stream %s (subjects %s): %w",
 				s.where, sc.Name, strings.Join(jc.Subjects, " "), err)
 		}
@@ -202,15 +206,21 @@ func (s *Sink) checkStream(ctx context.Context) error {
 			s.log.Warn("the stream block's subjects do not capture every subject the template can produce; events on the others will fail",
 				zap.String("stream", sc.Name), zap.Strings("subjects", jc.Subjects), zap.String("subject", s.cfg.Subject))
 		}
-		s.log.Info("JetStream stream ready", zap.String("stream", sc.Name), zap.Strings("subjects", jc.Subjects))
+		if err := s.useBatched([]string{sc.Name}, st.CachedInfo().Config.AllowBatchPublish); err != nil {
+			return err
+		}
+		s.log.Info("JetStream stream ready", zap.String("stream", sc.Name), zap.Strings("subjects", jc.Subjects),
+			zap.Bool("batched", s.batched))
 		return nil
 	}
 
 	lister := s.js.ListStreams(ctx, jetstream.WithStreamListSubject(want))
 	var names, subjects []string
+	allowed := true
 	for info := range lister.Info() {
 		names = append(names, info.Config.Name)
 		subjects = append(subjects, info.Config.Subjects...)
+		allowed = allowed && info.Config.AllowBatchPublish
 	}
 	if err := lister.Err(); err != nil {
 		return fmt.Errorf("nats sink %s: look for the JetStream stream that captures %s: %w", s.where, want, err)
@@ -223,7 +233,7 @@ func (s *Sink) checkStream(ctx context.Context) error {
 		s.log.Warn("the JetStream streams found capture only part of the sink's subjects; events on the others will fail",
 			zap.Strings("streams", names), zap.Strings("stream_subjects", subjects), zap.String("subjects", want))
 	}
-	return nil
+	return s.useBatched(names, allowed)
 }
 
 // coveredBy reports whether the filters together capture pattern; only a

@@ -78,6 +78,24 @@ type Sink struct {
 	closed      bool
 	streamReady bool // the JetStream stream check passed
 
+	// batched: the stream allows fast-ingest batch publishing and
+	// batch_publish is not off (set by checkStream).
+	batched bool
+	// perEvent makes the next batches go with one acknowledgement per
+	// event, after a fast batch failed: the server ends a fast batch at
+	// the first event it refuses without saying which one it was, and the
+	// per-event path does. The first batch delivered whole that way
+	// switches back.
+	perEvent bool
+	// unbatchedLogged: the info line saying that the stream does not allow
+	// batched publishing was written.
+	unbatchedLogged bool
+	// flow and outstanding are the fast batch's flow control: the server
+	// acknowledges every flow-th message, and at most outstanding
+	// acknowledgements may be awaited, so that flow*outstanding is about
+	// max_pending.
+	flow, outstanding uint16
+
 	subjects map[string]string // subject cache, keyed by template.key
 	keyBuf   []byte
 	subjBuf  []byte
@@ -103,6 +121,7 @@ type flight struct {
 	sent   int // messages published and awaiting a callback
 	acked  int // callbacks received
 	arena  []byte
+	idx    []int // the slots a fast batch publishes, in order
 }
 
 // slot is one reusable message with its header map.
@@ -150,6 +169,7 @@ func New(cfg Config, log *zap.Logger) (*Sink, error) {
 	if f.JSON() {
 		s.contentType = "application/json"
 	}
+	s.flow, s.outstanding = fastFlow(cfg.MaxPending)
 	s.events = &connEvents{log: s.log}
 	opts, err := s.options()
 	if err != nil {
@@ -227,10 +247,34 @@ func (s *Sink) Deliver(ctx context.Context, batch []pipeline.Entry) error {
 	}
 
 	f := s.prepare(batch)
-	if s.js != nil {
-		s.publishJetStream(ctx, f)
-	} else {
+	switch {
+	case s.js == nil:
 		s.publishCore(ctx, f)
+	case s.batched && !s.perEvent:
+		refused := s.publishFast(ctx, f)
+		if refused == nil {
+			s.perEvent = !f.done()
+			break
+		}
+		if s.cfg.BatchPublish == BatchPublishOn {
+			// Someone turned allow_batched off: check the stream again
+			// (a stream block turns it back on) before the retry.
+			for i := range f.status {
+				if f.status[i] == stPending {
+					f.status[i], f.errs[i] = stFailed, fmt.Errorf("batch_publish is on: %w", refused)
+				}
+			}
+			s.streamReady = false
+			break
+		}
+		s.batched = false
+		s.logUnbatched(s.streamName(), refused)
+		s.publishJetStream(ctx, f)
+	default:
+		s.publishJetStream(ctx, f)
+		if s.perEvent && f.done() {
+			s.perEvent = false
+		}
 	}
 	err := s.outcome(batch, f)
 	if s.js != nil && errors.Is(err, jetstream.ErrNoStreamResponse) {
@@ -239,6 +283,17 @@ func (s *Sink) Deliver(ctx context.Context, batch []pipeline.Entry) error {
 		s.streamReady = false
 	}
 	return err
+}
+
+// done reports whether every message of the flight is resolved for good:
+// acknowledged or rejected.
+func (f *flight) done() bool {
+	for _, st := range f.status {
+		if st != stOK && st != stRejected {
+			return false
+		}
+	}
+	return true
 }
 
 // notConnected is the error for a Deliver while the connection is down.

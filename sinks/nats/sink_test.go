@@ -145,7 +145,8 @@ func TestJetStreamPublish(t *testing.T) {
 
 // TestJetStreamDuplicates delivers the same events again (a batch retried
 // after a crash, or overlapping batches): the stream stores each once and
-// Deliver reports success.
+// Deliver reports success, in fast batches and with one acknowledgement per
+// event.
 func TestJetStreamDuplicates(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -156,24 +157,36 @@ func TestJetStreamDuplicates(t *testing.T) {
 		{name: "same batch twice", batches: [][2]int{{0, 100}, {0, 100}}, want: 100},
 		{name: "overlapping batches", batches: [][2]int{{0, 60}, {40, 60}, {0, 100}}, want: 100},
 		{name: "resent by a new sink", batches: [][2]int{{0, 50}, {0, 50}}, want: 50, restart: true},
+		// A batch of one is a fast batch that commits at its first message.
+		{name: "one event again", batches: [][2]int{{0, 5}, {4, 1}, {0, 1}}, want: 5},
+		{name: "old events after new ones", batches: [][2]int{{0, 50}, {0, 1}, {49, 1}, {0, 100}}, want: 100},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			ts := startServer(t, nil)
-			cfg := jsConfig(ts)
-			s := mustNew(t, cfg)
-			for i, b := range tt.batches {
-				if tt.restart && i == 1 {
-					// A new connection, the same ids.
-					_ = s.Close()
-					s = mustNew(t, cfg)
+	for _, mode := range []string{BatchPublishOn, BatchPublishOff} {
+		for _, tt := range tests {
+			t.Run("batch_publish="+mode+"/"+tt.name, func(t *testing.T) {
+				ts := startServer(t, nil)
+				cfg := jsConfig(ts)
+				cfg.BatchPublish = mode
+				s := mustNew(t, cfg)
+				if s.batched != (mode == BatchPublishOn) {
+					t.Fatalf("sink batched=%v with batch_publish %s", s.batched, mode)
 				}
-				if err := s.Deliver(context.Background(), entries(t, b[0], b[1])); err != nil {
-					t.Fatalf("Deliver %d: %v", i, err)
+				for i, b := range tt.batches {
+					if tt.restart && i == 1 {
+						// A new connection, the same ids.
+						_ = s.Close()
+						s = mustNew(t, cfg)
+					}
+					if err := s.Deliver(context.Background(), entries(t, b[0], b[1])); err != nil {
+						t.Fatalf("Deliver %d: %v", i, err)
+					}
 				}
-			}
-			checkStreamHolds(t, ts.jetStream(), "EVENTS", entries(t, 0, tt.want))
-		})
+				if mode == BatchPublishOn && (!s.batched || s.perEvent) {
+					t.Errorf("after the duplicates: batched=%v, per event=%v; want fast batches still", s.batched, s.perEvent)
+				}
+				checkStreamHolds(t, ts.jetStream(), "EVENTS", entries(t, 0, tt.want))
+			})
+		}
 	}
 }
 
@@ -530,8 +543,15 @@ func TestServerDownAtNew(t *testing.T) {
 // TestRestartMidRun restarts the JetStream server (same store, same port)
 // while a loop delivers batches of 500 events the way the dispatcher does:
 // retrying a failed batch, and only its rest after a Partial. At the end
-// the stream holds every event exactly once.
+// the stream holds every event exactly once. It runs with fast batches
+// (the restart cuts one) and with one acknowledgement per event.
 func TestRestartMidRun(t *testing.T) {
+	for _, mode := range []string{BatchPublishOn, BatchPublishOff} {
+		t.Run("batch_publish="+mode, func(t *testing.T) { testRestartMidRun(t, mode) })
+	}
+}
+
+func testRestartMidRun(t *testing.T, mode string) {
 	const (
 		batches   = 20
 		batchSize = 500
@@ -540,6 +560,7 @@ func TestRestartMidRun(t *testing.T) {
 	ts := startServer(t, nil)
 	cfg := jsConfig(ts)
 	cfg.AckTimeout = 2 * time.Second
+	cfg.BatchPublish = mode
 	core, logs := observer.New(zap.InfoLevel)
 	s, err := New(cfg, zap.New(core))
 	if err != nil {
@@ -564,7 +585,7 @@ func TestRestartMidRun(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 		ts.start()
 	}()
-	failures, partials := 0, 0
+	failures, partials, batchedFailures := 0, 0, 0
 	logged := map[string]bool{}
 	for b := range batches {
 		batch := entries(t, b*batchSize, batchSize)
@@ -575,6 +596,9 @@ func TestRestartMidRun(t *testing.T) {
 				break
 			}
 			failures++
+			if strings.Contains(err.Error(), "batched publish") {
+				batchedFailures++
+			}
 			if msg := err.Error(); !logged[msg[strings.LastIndex(msg, ":")+1:]] {
 				logged[msg[strings.LastIndex(msg, ":")+1:]] = true
 				t.Logf("batch %d (%d left): %v", b, len(batch), err)
@@ -597,7 +621,10 @@ func TestRestartMidRun(t *testing.T) {
 	if failures == 0 {
 		t.Fatal("no Deliver failed: the restart did not happen during the run")
 	}
-	t.Logf("%d failed attempts, %d partial", failures, partials)
+	t.Logf("%d failed attempts, %d partial, %d of a fast batch", failures, partials, batchedFailures)
+	if batched := mode == BatchPublishOn; batched != (batchedFailures > 0) || batched != s.batched {
+		t.Errorf("%d failures of a fast batch, sink batched=%v; want fast batches only with batch_publish %s", batchedFailures, s.batched, BatchPublishOn)
+	}
 
 	msgs := readStream(t, js, "EVENTS")
 	if len(msgs) != batches*batchSize {
