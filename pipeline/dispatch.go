@@ -137,6 +137,9 @@ func (d *dispatcher) deliver(ctx, deliverCtx context.Context, batch []Entry) boo
 			err = partial.Err
 		}
 		if err != nil {
+			// Sinks name their destination; an untrusted certificate
+			// also gets the hint at tls.ca_file, for every sink alike.
+			err = CertHint(err)
 			msg := err.Error()
 			d.lastErr.Store(&msg)
 		}

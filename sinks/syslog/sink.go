@@ -287,7 +287,7 @@ func (s *Sink) dial(ctx context.Context) error {
 		nc, err = nd.DialContext(ctx, "udp", s.addr)
 	}
 	if err != nil {
-		return fmt.Errorf("syslog sink %s: connect: %w", s.addr, pipeline.CertHint(err))
+		return fmt.Errorf("syslog sink %s: connect: %w", s.addr, err)
 	}
 	if uc, ok := nc.(*net.UDPConn); ok {
 		// A batch is sent as a burst of datagrams; room for it in the

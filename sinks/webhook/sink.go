@@ -462,7 +462,7 @@ func (s *Sink) send(ctx context.Context, d *delivery, p *part) error {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			return fmt.Errorf("%s: no response within timeout %s: %w", what, s.cfg.Timeout, err)
 		}
-		return fmt.Errorf("%s: %w", what, pipeline.CertHint(err))
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	defer func() {
 		// Read a little of what is left so the connection can be reused.
