@@ -31,17 +31,26 @@ func benchBatch(b *testing.B) ([]pipeline.Entry, int) {
 // acknowledgement; one op is one batch. The same ids repeat from the second
 // op on: a duplicate is acknowledged like a new message but not stored, so
 // the dedup path is what the later ops measure unless -benchtime=1x; the
-// fresh-ids variant gives every op new ids.
+// fresh-ids variant gives every op new ids. Each runs as fast batches
+// (batch_publish on) and with one acknowledgement per event (off); on a
+// shared machine, compare them in runs that alternate the two by name.
 func BenchmarkJetStreamDeliver(b *testing.B) {
-	for _, fresh := range []bool{true, false} {
-		name := "fresh-ids"
-		if !fresh {
-			name = "repeated-ids"
-		}
-		b.Run(name, func(b *testing.B) {
+	for _, bench := range []struct {
+		name  string
+		fresh bool
+		mode  string // batch_publish
+	}{
+		{"fresh-ids/batched", true, BatchPublishOn},
+		{"fresh-ids/per-event", true, BatchPublishOff},
+		{"repeated-ids/batched", false, BatchPublishOn},
+		{"repeated-ids/per-event", false, BatchPublishOff},
+	} {
+		fresh := bench.fresh
+		b.Run(bench.name, func(b *testing.B) {
 			ts := startServer(b, func(o *server.Options) { o.JetStreamMaxStore = 8 << 30 })
 			cfg := jsConfig(ts)
 			cfg.Stream.MaxBytes = 2 << 30
+			cfg.BatchPublish = bench.mode
 			s, err := New(cfg, nil)
 			if err != nil {
 				b.Fatal(err)
