@@ -205,7 +205,10 @@ func (s *Sink) logUnbatched(streams string, err error) {
 		return
 	}
 	s.unbatchedLogged = true
-	fields := []zap.Field{zap.String("stream", streams)}
+	var fields []zap.Field
+	if streams != "" {
+		fields = append(fields, zap.String("stream", streams))
+	}
 	if err != nil {
 		fields = append(fields, zap.Error(err))
 	}

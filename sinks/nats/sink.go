@@ -1,7 +1,9 @@
 // Package nats is the NATS sink: it publishes every event as one message,
 // either with core NATS (the batch is on the server when Deliver returns) or
 // with JetStream (every event is acknowledged by the stream, and the
-// Nats-Msg-Id header, the event id, lets the stream drop repeats).
+// Nats-Msg-Id header, the event id, lets the stream drop repeats). With a
+// stream that allows it, a JetStream batch goes as one fast-ingest batch,
+// acknowledged in runs (fast.go).
 //
 // The subject comes from a template over event fields (see Placeholders);
 // the headers carry the event's id, kind, severity, seq and source; the body
