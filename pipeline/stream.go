@@ -43,10 +43,27 @@ type streamRunner struct {
 }
 
 type seenRec struct {
-	time time.Time
 	hash uint64
-	rev  uint32
 	jseq uint64
+	time seenTime
+	rev  uint32
+}
+
+// seenTime is a record time in 12 bytes instead of time.Time's 24: a
+// stream's seen index holds one per record in its window (a set stream one
+// per record it has ever seen), so this is most of the bridge's memory
+// for a large device inventory.
+type seenTime struct {
+	sec  int64
+	nsec int32
+}
+
+func toSeenTime(t time.Time) seenTime { return seenTime{sec: t.Unix(), nsec: int32(t.Nanosecond())} }
+
+// before reports whether st is before t.
+func (st seenTime) before(t time.Time) bool {
+	sec := t.Unix()
+	return st.sec < sec || st.sec == sec && st.nsec < int32(t.Nanosecond())
 }
 
 // tombstone is the content hash of a removed record in a set stream's seen
@@ -75,7 +92,7 @@ func (r *Runner) newStreamRunner(s Stream, instance string, o SourceOptions, log
 	for _, e := range entries {
 		// Entries come oldest first; a later one for the same key wins.
 		kh := keyHash(e.Key)
-		sr.seen[kh] = seenRec{time: e.Time, hash: e.Hash, rev: e.Revision, jseq: e.JournalSeq}
+		sr.seen[kh] = seenRec{time: toSeenTime(e.Time), hash: e.Hash, rev: e.Revision, jseq: e.JournalSeq}
 		if sr.set {
 			sr.keys[kh] = e.Key
 		}
@@ -334,7 +351,7 @@ func (sr *streamRunner) commitNext(recs []Record, plan commitPlan, final bool) (
 		}
 		if !ok && !plan.baseline.IsZero() && (rec.Time.IsZero() || rec.Time.Before(plan.baseline)) {
 			baseline = append(baseline, state.SeenEntry{Time: rec.Time, Key: rec.Key, Hash: rec.Hash})
-			pending[kh] = seenRec{time: rec.Time, hash: rec.Hash}
+			pending[kh] = seenRec{time: toSeenTime(rec.Time), hash: rec.Hash}
 			continue
 		}
 		if sr.set && rec.Action == "" {
@@ -384,7 +401,7 @@ func (sr *streamRunner) commitNext(recs []Record, plan commitPlan, final bool) (
 			return 0, fmt.Errorf("encode record %q: %w", rec.Key, err)
 		}
 		seenNew = append(seenNew, state.SeenEntry{Time: rec.Time, Key: rec.Key, Hash: rec.Hash, Revision: uint32(rev)})
-		pending[kh] = seenRec{time: rec.Time, hash: rec.Hash, rev: uint32(rev)}
+		pending[kh] = seenRec{time: toSeenTime(rec.Time), hash: rec.Hash, rev: uint32(rev)}
 		kinds[ev.Kind]++
 	}
 	offsets = append(offsets, len(buf))
@@ -422,7 +439,7 @@ func (sr *streamRunner) commitNext(recs []Record, plan commitPlan, final bool) (
 				continue
 			}
 		}
-		sr.seen[kh] = seenRec{time: e.Time, hash: e.Hash, rev: e.Revision, jseq: e.JournalSeq}
+		sr.seen[kh] = seenRec{time: toSeenTime(e.Time), hash: e.Hash, rev: e.Revision, jseq: e.JournalSeq}
 		if sr.set {
 			sr.keys[kh] = e.Key
 			if e.Hash == tombstone {
@@ -523,7 +540,7 @@ func keyHash(key string) uint64 { return xxhash.Sum64String(key) }
 func (sr *streamRunner) pruneSeen(before time.Time) {
 	kept := 0
 	for _, v := range sr.seen {
-		if !v.time.Before(before) {
+		if !v.time.before(before) {
 			kept++
 		}
 	}
@@ -532,7 +549,7 @@ func (sr *streamRunner) pruneSeen(before time.Time) {
 	}
 	m := make(map[uint64]seenRec, kept)
 	for k, v := range sr.seen {
-		if !v.time.Before(before) {
+		if !v.time.before(before) {
 			m[k] = v
 		}
 	}

@@ -7,7 +7,7 @@ import (
 
 // tailCacheBytes is how much of the newest journal data the store keeps in
 // memory for dispatchers (see tailCache).
-const tailCacheBytes = 16 << 20
+const tailCacheBytes = 8 << 20
 
 // tailCache holds copies of the most recently committed journal entries, so
 // that a dispatcher that keeps up with the pollers reads what it delivers
@@ -17,106 +17,100 @@ const tailCacheBytes = 16 << 20
 // expensive (see dropCache). A dispatcher that falls behind the cache reads
 // from the file as before; both give the same bytes.
 //
-// The cache is a run of chunks, one per commit, in journal order and
-// without holes; chunks evicted from the front are reused for new commits,
-// so its memory is allocated once and stays flat.
+// The data lives in one ring buffer of limit bytes, allocated on first use
+// and never again, so memory stays flat however many commits pass through;
+// each entry is stored whole (an entry that does not fit before the end of
+// the buffer starts again at its beginning). The entries are consecutive
+// journal sequence numbers: a commit that does not follow the cached ones
+// empties the cache first.
 type tailCache struct {
-	mu     sync.Mutex
-	limit  int
-	bytes  int
-	chunks []*tailChunk
-	spare  []*tailChunk
+	mu    sync.Mutex
+	limit int
+	buf   []byte
+	wpos  int // where the next entry goes
+
+	ents    []tailEntry // a ring: the oldest at ents[head], n in use
+	head, n int
 
 	hits, misses atomic.Uint64
 }
 
-// tailChunk is the entries of one commit: seqs first, first+1, ... with the
-// data of entry i at data[ends[i-1]:ends[i]].
-type tailChunk struct {
-	first uint64
-	data  []byte
-	ends  []int
+type tailEntry struct {
+	seq      uint64
+	off, len int
 }
 
-func (c *tailChunk) last() uint64 { return c.first + uint64(len(c.ends)) - 1 }
+func (t *tailCache) at(i int) *tailEntry { return &t.ents[(t.head+i)%len(t.ents)] }
 
-func (c *tailChunk) entry(seq uint64) []byte {
-	i := int(seq - c.first)
-	start := 0
-	if i > 0 {
-		start = c.ends[i-1]
-	}
-	return c.data[start:c.ends[i]]
+func (t *tailCache) popOldest() {
+	t.head = (t.head + 1) % len(t.ents)
+	t.n--
 }
 
-// add records a committed run of entries starting at seq first. Commits are
-// added in journal order; a run that does not follow the cached one (a
-// failed commit in between) empties the cache first.
+func (t *tailCache) clearLocked() { t.head, t.n, t.wpos = 0, 0, 0 }
+
+// add records a committed run of entries starting at seq first.
 func (t *tailCache) add(first uint64, events []Append) {
-	if len(events) == 0 {
-		return
-	}
-	size := 0
-	for i := range events {
-		size += len(events[i].Data)
-	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if n := len(t.chunks); n > 0 && t.chunks[n-1].last()+1 != first {
-		t.clearLocked()
+	if t.n > 0 && t.at(t.n-1).seq+1 != first {
+		t.clearLocked() // a hole (a failed commit): the cache restarts here
 	}
+	if t.buf == nil {
+		t.buf = make([]byte, t.limit)
+	}
+	for i := range events {
+		t.put(first+uint64(i), events[i].Data)
+	}
+}
+
+// put stores one entry, evicting the oldest ones until it fits.
+func (t *tailCache) put(seq uint64, data []byte) {
+	size := len(data)
 	if size > t.limit {
-		t.clearLocked() // larger than the whole cache: read from the file
+		t.clearLocked() // larger than the whole cache: it is read from the file
 		return
 	}
-	for t.bytes+size > t.limit && len(t.chunks) > 0 {
-		t.evictFrontLocked()
-	}
-	var c *tailChunk
-	for i, s := range t.spare {
-		if cap(s.data) >= size {
-			c = s
-			t.spare = append(t.spare[:i], t.spare[i+1:]...)
+	for t.n > 0 {
+		oldest := t.at(0).off
+		if oldest < t.wpos {
+			// Live data is [oldest, wpos): free after it, or before it.
+			if t.wpos+size <= t.limit {
+				break
+			}
+			if size <= oldest {
+				t.wpos = 0
+				break
+			}
+		} else if t.wpos+size <= oldest {
+			// Live data wraps: [oldest, limit) and [0, wpos); free between.
 			break
 		}
+		t.popOldest()
 	}
-	if c == nil {
-		c = &tailChunk{data: make([]byte, 0, size)}
+	if t.n == 0 {
+		t.wpos = 0
 	}
-	c.first, c.data, c.ends = first, c.data[:0], c.ends[:0]
-	for i := range events {
-		c.data = append(c.data, events[i].Data...)
-		c.ends = append(c.ends, len(c.data))
+	if t.n == len(t.ents) {
+		grown := make([]tailEntry, max(2*len(t.ents), 1024))
+		for i := range t.n {
+			grown[i] = *t.at(i)
+		}
+		t.ents, t.head = grown, 0
 	}
-	t.chunks = append(t.chunks, c)
-	t.bytes += size
+	copy(t.buf[t.wpos:], data)
+	*t.at(t.n) = tailEntry{seq: seq, off: t.wpos, len: size}
+	t.n++
+	t.wpos += size
 }
 
-// evictFrontLocked moves the oldest chunk to the spares (at most a few are
-// kept; the rest are left to the collector).
-func (t *tailCache) evictFrontLocked() {
-	c := t.chunks[0]
-	t.chunks[0] = nil
-	t.chunks = t.chunks[1:]
-	t.bytes -= len(c.data)
-	if len(t.spare) < 4 {
-		t.spare = append(t.spare, c)
-	}
-}
-
-func (t *tailCache) clearLocked() {
-	for len(t.chunks) > 0 {
-		t.evictFrontLocked()
-	}
-}
-
-// dropThrough forgets every chunk holding a seq at or below seq, because
-// those entries left the journal (retention or eviction).
+// dropThrough forgets every entry at or below seq, because those entries
+// left the journal (retention or eviction).
 func (t *tailCache) dropThrough(seq uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for len(t.chunks) > 0 && t.chunks[0].first <= seq {
-		t.evictFrontLocked()
+	for t.n > 0 && t.at(0).seq <= seq {
+		t.popOldest()
 	}
 }
 
@@ -125,42 +119,33 @@ func (t *tailCache) dropThrough(seq uint64) {
 func (t *tailCache) read(after uint64, max, maxBytes int, buf []byte) ([]Entry, []byte, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(t.chunks) == 0 || after+1 < t.chunks[0].first || after+1 > t.chunks[len(t.chunks)-1].last() {
+	if t.n == 0 || after+1 < t.at(0).seq || after+1 > t.at(t.n-1).seq {
 		t.misses.Add(1)
 		return nil, buf, false
 	}
 	t.hits.Add(1)
+	start := int(after + 1 - t.at(0).seq)
 	// Size the batch first, as the file path does, so its data is copied
 	// once into one buffer.
 	n, total := 0, 0
-	ci := 0
-	for ci < len(t.chunks) && t.chunks[ci].last() <= after {
-		ci++
-	}
-	seq := after + 1
-sizing:
-	for c := ci; c < len(t.chunks) && n < max; c++ {
-		for ; seq <= t.chunks[c].last() && n < max; seq++ {
-			d := len(t.chunks[c].entry(seq))
-			if n > 0 && total+d > maxBytes {
-				break sizing
-			}
-			total += d
-			n++
+	for i := start; i < t.n && n < max; i++ {
+		d := t.at(i).len
+		if n > 0 && total+d > maxBytes {
+			break
 		}
+		total += d
+		n++
 	}
 	if cap(buf) < total {
 		buf = make([]byte, 0, total)
 	}
 	buf = buf[:0]
 	out := make([]Entry, 0, n)
-	seq = after + 1
-	for c := ci; c < len(t.chunks) && len(out) < n; c++ {
-		for ; seq <= t.chunks[c].last() && len(out) < n; seq++ {
-			p := len(buf)
-			buf = append(buf, t.chunks[c].entry(seq)...)
-			out = append(out, Entry{Seq: seq, Data: buf[p:len(buf):len(buf)]})
-		}
+	for i := start; i < start+n; i++ {
+		e := t.at(i)
+		p := len(buf)
+		buf = append(buf, t.buf[e.off:e.off+e.len]...)
+		out = append(out, Entry{Seq: e.seq, Data: buf[p:len(buf):len(buf)]})
 	}
 	return out, buf, true
 }
