@@ -8,7 +8,8 @@
 //	go run ./cmd/mdload -rate 2000 -duration 60s [-backlog 100]
 //
 // The first form drains a backlog of streams x per-stream records (streams is
-// sites x sensors x 4 time streams) and reports wall time, events/s, CPU per
+// sites x sensors x the stream kinds of -kinds, by default the three alert
+// streams and the device inventory) and reports wall time, events/s, CPU per
 // 1000 events, peak RSS and output bytes per event. The second runs the
 // simulator's generator at -rate records/s for -duration and reports how far
 // the output file lags behind what the simulator generated.

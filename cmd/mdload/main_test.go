@@ -11,20 +11,21 @@ import (
 )
 
 func TestLayout(t *testing.T) {
-	for _, c := range []struct{ streams, sites, sensors int }{
-		{4, 1, 1}, {8, 1, 2}, {100, 5, 5}, {48, 3, 4}, {400, 10, 10}, {4 * 84 * 84, 84, 84},
+	for _, c := range []struct{ streams, kinds, sites, sensors int }{
+		{4, 4, 1, 1}, {8, 4, 1, 2}, {100, 4, 5, 5}, {48, 4, 3, 4}, {400, 4, 10, 10}, {4 * 84 * 84, 4, 84, 84},
+		{100, 2, 5, 10}, {3, 3, 1, 1}, {7, 1, 1, 7},
 	} {
-		s, m, err := layout(c.streams)
+		s, m, err := layout(c.streams, c.kinds)
 		if err != nil || s != c.sites || m != c.sensors {
-			t.Errorf("layout(%d) = %d, %d, %v; want %d, %d", c.streams, s, m, err, c.sites, c.sensors)
+			t.Errorf("layout(%d, %d) = %d, %d, %v; want %d, %d", c.streams, c.kinds, s, m, err, c.sites, c.sensors)
 		}
-		if err == nil && s*m*4 != c.streams {
-			t.Errorf("layout(%d): %d x %d x 4 != streams", c.streams, s, m)
+		if err == nil && s*m*c.kinds != c.streams {
+			t.Errorf("layout(%d, %d): %d x %d x %d != streams", c.streams, c.kinds, s, m, c.kinds)
 		}
 	}
-	for _, n := range []int{0, 3, 10, 4 * 89} { // 89 sensors: prime, more than 84
-		if _, _, err := layout(n); err == nil {
-			t.Errorf("layout(%d): no error", n)
+	for _, c := range []struct{ streams, kinds int }{{0, 4}, {3, 4}, {10, 4}, {4 * 89, 4}, {100, 3}, {5, 0}} { // 89 sensors: prime, more than 84
+		if _, _, err := layout(c.streams, c.kinds); err == nil {
+			t.Errorf("layout(%d, %d): no error", c.streams, c.kinds)
 		}
 	}
 }
@@ -48,7 +49,7 @@ func TestCountingBody(t *testing.T) {
 
 func TestBridgeConfigListsEverySensor(t *testing.T) {
 	sink := (&fileReceiver{lc: &lineCounter{path: "/o/e.jsonl"}}).yaml()
-	cfg := string(bridgeConfig("http://127.0.0.1:1", "/s/db", sink, 2, 3, 500, 10*time.Second))
+	cfg := string(bridgeConfig("http://127.0.0.1:1", "/s/db", sink, defaultKinds, 2, 3, 500, 10*time.Second))
 	if _, err := configs.Parse([]byte(cfg), nil); err != nil {
 		t.Fatalf("the bridge would not take this config: %v\n%s", err, cfg)
 	}

@@ -22,9 +22,14 @@ import (
 	"time"
 )
 
-// timeStreams are the streams the simulator fills and the bridge polls: four
-// per sensor.
-var timeStreams = []string{"device_alerts", "conn_alerts", "suricata_alerts", "devices"}
+// defaultKinds are the streams the simulator fills and the bridge polls per
+// sensor unless -kinds says otherwise.
+var defaultKinds = []string{"device_alerts", "conn_alerts", "suricata_alerts", "devices"}
+
+// knownKinds are the streams -kinds may name: the time-ordered alert
+// streams and the device inventory (a set stream since issue 4: every
+// device it has seen stays in the bridge's memory).
+var knownKinds = []string{"device_alerts", "conn_alerts", "suricata_alerts", "devices"}
 
 const token = "mdload-token"
 
@@ -43,6 +48,7 @@ type options struct {
 	cpuProfile    string
 	lookback      time.Duration
 	sinks         []string
+	kinds         []string
 }
 
 func parseFlags(args []string, out io.Writer) (*options, error) {
@@ -54,7 +60,10 @@ func parseFlags(args []string, out io.Writer) (*options, error) {
 			"Rate mode (-rate R -duration D): generate R records/s for D and report the bridge's lag.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	fs.IntVar(&o.streams, "streams", 100, "time streams: sites x sensors x 4 (a multiple of 4)")
+	fs.IntVar(&o.streams, "streams", 100, "streams: sites x sensors x the number of -kinds (a multiple of it)")
+	kindList := fs.String("kinds", strings.Join(defaultKinds, ","), "comma-separated stream kinds per sensor: "+strings.Join(knownKinds, ", ")+
+		" (devices is the device inventory, compared as a whole set; the alert kinds alone give an alerts-only load, "+
+		"e.g. -kinds device_alerts,suricata_alerts -streams 100 is 50 sensors)")
 	fs.IntVar(&o.perStream, "per-stream", 10000, "backlog mode: records per stream")
 	fs.Float64Var(&o.rate, "rate", 0, "rate mode: records per second generated over all streams (needs -duration)")
 	fs.DurationVar(&o.duration, "duration", 0, "rate mode: how long to run the bridge")
@@ -77,11 +86,17 @@ func parseFlags(args []string, out io.Writer) (*options, error) {
 		return nil, err
 	}
 	o.sinks = strings.Split(*sinkList, ",")
+	o.kinds = strings.Split(*kindList, ",")
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	var errs []error
-	if _, _, err := layout(o.streams); err != nil {
+	for _, k := range o.kinds {
+		if !slices.Contains(knownKinds, k) {
+			errs = append(errs, fmt.Errorf("-kinds: unknown stream kind %q (known: %s)", k, strings.Join(knownKinds, ", ")))
+		}
+	}
+	if _, _, err := layout(o.streams, len(o.kinds)); err != nil {
 		errs = append(errs, err)
 	}
 	if o.rate < 0 || o.duration < 0 {
@@ -107,13 +122,13 @@ func parseFlags(args []string, out io.Writer) (*options, error) {
 	return o, errors.Join(errs...)
 }
 
-// layout splits streams into sites x sensors x 4, as square as possible,
-// within mdsim's limit of 84 sites and 84 sensors per site.
-func layout(streams int) (sites, sensors int, err error) {
-	if streams < 4 || streams%4 != 0 {
-		return 0, 0, fmt.Errorf("-streams %d: want a positive multiple of 4 (sites x sensors x 4 time streams)", streams)
+// layout splits streams into sites x sensors x kinds, as square as
+// possible, within mdsim's limit of 84 sites and 84 sensors per site.
+func layout(streams, kinds int) (sites, sensors int, err error) {
+	if kinds < 1 || streams < kinds || streams%kinds != 0 {
+		return 0, 0, fmt.Errorf("-streams %d: want a positive multiple of %d (sites x sensors x %d stream kinds)", streams, kinds, kinds)
 	}
-	n := streams / 4
+	n := streams / kinds
 	best := 0
 	for d := 1; d*d <= n; d++ {
 		if n%d == 0 && n/d <= 84 {
@@ -131,6 +146,7 @@ func layout(streams int) (sites, sensors int, err error) {
 type result struct {
 	Mode           string           `json:"mode"` // backlog or rate
 	Streams        int              `json:"streams"`
+	Kinds          []string         `json:"kinds"`
 	Sites          int              `json:"sites"`
 	SensorsPerSite int              `json:"sensors_per_site"`
 	PerStream      int              `json:"per_stream,omitempty"`
@@ -209,8 +225,8 @@ func run(ctx context.Context, args []string) int {
 // measure runs one measurement. It returns what it measured also when it
 // stops early (interrupt, timeout, a process that died), with the error.
 func measure(ctx context.Context, o *options, logw io.Writer) (*result, error) {
-	sites, sensors, _ := layout(o.streams)
-	res := &result{Mode: "backlog", Streams: o.streams, Sites: sites, SensorsPerSite: sensors, CPUs: runtime.NumCPU()}
+	sites, sensors, _ := layout(o.streams, len(o.kinds))
+	res := &result{Mode: "backlog", Streams: o.streams, Kinds: o.kinds, Sites: sites, SensorsPerSite: sensors, CPUs: runtime.NumCPU()}
 	backlog, rate := o.perStream, 0.0
 	if o.rate > 0 {
 		res.Mode, backlog, rate = "rate", o.backlog, o.rate
@@ -252,12 +268,12 @@ func measure(ctx context.Context, o *options, logw io.Writer) (*result, error) {
 
 	// The simulator.
 	logf("starting mdsim: %d sites x %d sensors x %d streams, backlog %d per stream, rate %g/s",
-		sites, sensors, len(timeStreams), backlog, rate)
+		sites, sensors, len(o.kinds), backlog, rate)
 	simOut := newWatchWriter(servingLine)
 	sim, err := startProc("mdsim", simBin, []string{
 		"-listen", "127.0.0.1:0", "-token", token, "-sites", strconv.Itoa(sites), "-sensors", strconv.Itoa(sensors),
 		"-backlog", strconv.Itoa(backlog), "-rate", strconv.FormatFloat(rate, 'f', -1, 64),
-		"-streams", strings.Join(timeStreams, ","), "-max-requests", "1000", "-seed", "1",
+		"-streams", strings.Join(o.kinds, ","), "-max-requests", "1000", "-seed", "1",
 	}, simOut, simOut)
 	if err != nil {
 		return nil, err
@@ -325,7 +341,7 @@ func measure(ctx context.Context, o *options, logw io.Writer) (*result, error) {
 		sinkYAML.WriteString(r.yaml())
 	}
 	res.Sinks = o.sinks
-	if err := os.WriteFile(cfgPath, bridgeConfig(upstream, statePath, sinkYAML.String(), sites, sensors, maxPage, o.lookback), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, bridgeConfig(upstream, statePath, sinkYAML.String(), o.kinds, sites, sensors, maxPage, o.lookback), 0o600); err != nil {
 		return res, err
 	}
 	logPath := filepath.Join(dir, "bridge.log")
@@ -508,7 +524,7 @@ var servingLine = regexp.MustCompile(`mdsim: serving (https?://\S+) .*\(\d+ reco
 
 // bridgeConfig renders the bridge's configuration: a static list of every
 // site and sensor, one file sink.
-func bridgeConfig(url, statePath, sinkYAML string, sites, sensors, maxPage int, lookback time.Duration) []byte {
+func bridgeConfig(url, statePath, sinkYAML string, kinds []string, sites, sensors, maxPage int, lookback time.Duration) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, `state:
   path: %q
@@ -529,7 +545,7 @@ sources:
     max_page_limit: %d
     streams: [%s]
     sites:
-`, statePath, url, token, lookback, maxPage, strings.Join(timeStreams, ", "))
+`, statePath, url, token, lookback, maxPage, strings.Join(kinds, ", "))
 	for _, s := range simSites(sites, sensors) {
 		for _, sensor := range s.sensors {
 			fmt.Fprintf(&b, "      - { site_ip: %q, sensor_ip: %q }\n", s.site, sensor)

@@ -20,11 +20,11 @@ func printSummary(w io.Writer, r *result) {
 		status = "INCOMPLETE"
 	}
 	if r.Mode == "rate" {
-		fmt.Fprintf(&b, "mdload: rate mode, %d streams (%d sites x %d sensors x 4), backlog %d per stream, %g records/s for %gs, %d CPUs: %s\n",
-			r.Streams, r.Sites, r.SensorsPerSite, r.Backlog, r.Rate, r.DurationSec, r.CPUs, status)
+		fmt.Fprintf(&b, "mdload: rate mode, %d streams (%d sites x %d sensors x %s), backlog %d per stream, %g records/s for %gs, %d CPUs: %s\n",
+			r.Streams, r.Sites, r.SensorsPerSite, strings.Join(r.Kinds, "+"), r.Backlog, r.Rate, r.DurationSec, r.CPUs, status)
 	} else {
-		fmt.Fprintf(&b, "mdload: backlog mode, %d streams (%d sites x %d sensors x 4) x %d records = %d events, %d CPUs: %s\n",
-			r.Streams, r.Sites, r.SensorsPerSite, r.PerStream, r.Target, r.CPUs, status)
+		fmt.Fprintf(&b, "mdload: backlog mode, %d streams (%d sites x %d sensors x %s) x %d records = %d events, %d CPUs: %s\n",
+			r.Streams, r.Sites, r.SensorsPerSite, strings.Join(r.Kinds, "+"), r.PerStream, r.Target, r.CPUs, status)
 	}
 	p("simulator", "backlog filled in %.1f s; CPU %d ms over its life (fill included), peak RSS %.1f MiB", r.SimFillSec, r.SimCPUMS, r.SimPeakRSSMiB)
 	if r.Requests != nil {
