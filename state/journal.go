@@ -61,7 +61,7 @@ func (s *Store) ReadInto(after uint64, max int, maxBytes int, buf []byte) ([]Ent
 			buf = append(buf, v...)
 			out = append(out, Entry{Seq: binary.BigEndian.Uint64(k), Data: buf[p:len(buf):len(buf)]})
 		}
-		s.releaseAfterRead(tx, total)
+		s.releaseMapping(tx, total)
 		return nil
 	})
 	return out, buf, err
@@ -111,6 +111,9 @@ func (s *Store) SetCursor(sink string, seq uint64) error {
 	if err != nil {
 		return fmt.Errorf("state: set cursor of %s: %w", sink, err)
 	}
+	s.cursorMu.Lock()
+	s.cursors[sink] = max(s.cursors[sink], seq)
+	s.cursorMu.Unlock()
 	return nil
 }
 

@@ -9,18 +9,20 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// releaseEvery is how many journal bytes are read before the read pages of
-// the memory map are handed back to the kernel.
+// releaseEvery is how many journal bytes are read or committed before the
+// touched pages of the memory map are handed back to the kernel.
 const releaseEvery = 16 << 20
 
-// releaseAfterRead keeps the resident set flat while dispatchers stream
-// through a journal larger than memory: bbolt reads through a shared,
-// read-only file mapping, and every page touched counts as resident until
-// unmapped. MADV_DONTNEED drops the process's references; the data stays in
-// the page cache and is faulted back in on the next access. It runs inside a
-// read transaction, which holds bbolt's mmap lock, so the mapping cannot be
-// replaced underneath it.
-func (s *Store) releaseAfterRead(tx *bolt.Tx, n int) {
+// releaseMapping keeps the resident set flat while dispatchers stream
+// through a journal larger than memory and commits walk the file's pages:
+// bbolt reads through a shared, read-only file mapping, and every page
+// touched counts as resident until unmapped. MADV_DONTNEED drops the
+// process's references; the data stays in the page cache (or on disk) and
+// is faulted back in on the next access. It runs inside a transaction: a
+// read transaction holds bbolt's mmap lock, and within a write transaction
+// only that transaction's own commit could replace the mapping, so the
+// mapping cannot change underneath it.
+func (s *Store) releaseMapping(tx *bolt.Tx, n int) {
 	s.mu.Lock()
 	s.readBytes += int64(n)
 	due := s.readBytes >= releaseEvery
@@ -54,8 +56,10 @@ const dropEvery = 32 << 20
 // journal's writes cost 3.4-4.9 s of system time per 1.8 GB; with the pages
 // handed back after each sync the kernel reuses them and the same writes
 // took 0.9 s (BENCHMARKS.md). Dirty and mapped pages are left alone by the
-// kernel, so this never loses or blocks anything; a sink that has fallen
-// behind the tail cache reads its backlog from disk instead of from memory.
+// kernel, so this never loses or blocks anything. It is skipped while a
+// sink reads from behind the tail cache (a sink that is down, or new with
+// start: earliest): the file's pages are what it reads next, and dropping
+// them would make it read its backlog from disk.
 func (s *Store) dropCache(events []Append) {
 	if s.advise == nil {
 		return
@@ -67,5 +71,8 @@ func (s *Store) dropCache(events []Append) {
 		return
 	}
 	s.unadvised = 0
+	if !s.sinksReadFromTail() {
+		return
+	}
 	_ = unix.Fadvise(int(s.advise.Fd()), 0, 0, unix.FADV_DONTNEED) // a hint: its failure costs only speed
 }

@@ -51,6 +51,11 @@ type Store struct {
 	// used. unadvised counts journal bytes committed since the last time.
 	advise    *os.File
 	unadvised int64
+
+	// cursors are the sink cursors set by this process (SetCursor), so
+	// dropCache can tell whether every sink reads from the tail cache.
+	cursorMu sync.Mutex
+	cursors  map[string]uint64
 }
 
 // Open opens or creates the state file at path (its directory is created
@@ -69,7 +74,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{db: db, path: path, changed: make(chan struct{}), tail: tailCache{limit: tailCacheBytes}}
+	s := &Store{db: db, path: path, changed: make(chan struct{}), tail: tailCache{limit: tailCacheBytes}, cursors: map[string]uint64{}}
 	if opts.ReadOnly {
 		return s, nil
 	}
@@ -241,6 +246,7 @@ func (s *Store) Commit(c Commit) (uint64, error) {
 		}
 		seq := getUint(meta, keyJournalSeq)
 		bytes := getUint(meta, keyJournalBytes)
+		startBytes := bytes
 		count := getUint(meta, keyJournalCount)
 		var seenEntries []*SeenEntry
 		var newest time.Time
@@ -309,6 +315,7 @@ func (s *Store) Commit(c Commit) (uint64, error) {
 		putUint(meta, keyJournalSeq, seq)
 		putUint(meta, keyJournalBytes, bytes)
 		putUint(meta, keyJournalCount, count)
+		s.releaseMapping(tx, int(bytes-startBytes))
 		return nil
 	})
 	if err != nil {

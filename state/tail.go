@@ -104,6 +104,16 @@ func (t *tailCache) put(seq uint64, data []byte) {
 	t.wpos += size
 }
 
+// first returns the oldest cached seq, or 0 when the cache is empty.
+func (t *tailCache) first() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.n == 0 {
+		return 0
+	}
+	return t.at(0).seq
+}
+
 // dropThrough forgets every entry at or below seq, because those entries
 // left the journal (retention or eviction).
 func (t *tailCache) dropThrough(seq uint64) {
@@ -154,4 +164,22 @@ func (t *tailCache) read(after uint64, max, maxBytes int, buf []byte) ([]Entry, 
 // how many went to the file, for benchmarks and tests.
 func (s *Store) TailStats() (hits, misses uint64) {
 	return s.tail.hits.Load(), s.tail.misses.Load()
+}
+
+// sinksReadFromTail reports whether every sink that set a cursor in this
+// process is at most one entry behind the tail cache, so that its next
+// reads come from memory.
+func (s *Store) sinksReadFromTail() bool {
+	first := s.tail.first()
+	if first == 0 {
+		return false
+	}
+	s.cursorMu.Lock()
+	defer s.cursorMu.Unlock()
+	for _, c := range s.cursors {
+		if c+1 < first {
+			return false
+		}
+	}
+	return true
 }

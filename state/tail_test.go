@@ -12,14 +12,13 @@ import (
 // file itself holds.
 func readFile(t *testing.T, s *Store, after uint64, max, maxBytes int) []Entry {
 	t.Helper()
-	saved := s.tail.limit
 	s.tail.mu.Lock()
-	chunks := s.tail.chunks
-	s.tail.chunks = nil
+	n := s.tail.n
+	s.tail.n = 0
 	s.tail.mu.Unlock()
 	out, _, err := s.ReadInto(after, max, maxBytes, nil)
 	s.tail.mu.Lock()
-	s.tail.chunks, s.tail.limit = chunks, saved
+	s.tail.n = n
 	s.tail.mu.Unlock()
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +42,8 @@ func sameEntries(a, b []Entry) bool {
 // with a small cache, so chunks are evicted and reused all the time, and
 // checks that every read from every position, with batch limits by count
 // and by bytes, returns exactly what the file returns, and that reads near
-// the end are served from memory.
+// the end are served from memory. Entries are up to 700 bytes against a
+// 20 KiB ring, so entries wrap around its end at every offset.
 func TestTailServesWhatTheFileHolds(t *testing.T) {
 	s := openTemp(t)
 	s.tail.limit = 20 << 10
@@ -127,5 +127,44 @@ func TestTailAfterAHole(t *testing.T) {
 	got, _, ok := tc.read(8, 10, 1<<20, nil)
 	if !ok || len(got) != 2 || got[0].Seq != 9 || string(got[1].Data) != `{"n":"b1"}` {
 		t.Fatalf("read after the hole = %+v, %v", got, ok)
+	}
+}
+
+// TestPageCacheKeptForALaggingSink checks the condition under which the
+// state file's cached pages are handed back: only while every sink reads
+// from the tail cache, never while one still has to read the file.
+func TestPageCacheKeptForALaggingSink(t *testing.T) {
+	s := openTemp(t)
+	s.tail.limit = 4 << 10
+	for range 10 {
+		if _, err := s.Commit(Commit{Stream: "s", Events: appends(50, "abcdefghij")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := s.tail.first()
+	if first <= 1 {
+		t.Fatalf("the tail holds everything (first seq %d); the test needs older entries outside it", first)
+	}
+	for _, c := range []struct {
+		cursors map[string]uint64
+		want    bool
+	}{
+		{map[string]uint64{}, true},
+		{map[string]uint64{"file": first - 1}, true},
+		{map[string]uint64{"file": first - 1, "webhook": first - 2}, false},
+		{map[string]uint64{"file": 500, "webhook": 0}, false},
+		{map[string]uint64{"file": 500, "webhook": 499}, true},
+	} {
+		for name, seq := range c.cursors {
+			if err := s.SetCursor(name, seq); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := s.sinksReadFromTail(); got != c.want {
+			t.Errorf("cursors %v (tail from %d): sinksReadFromTail = %v, want %v", c.cursors, first, got, c.want)
+		}
+		s.cursorMu.Lock()
+		s.cursors = map[string]uint64{}
+		s.cursorMu.Unlock()
 	}
 }
