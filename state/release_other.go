@@ -4,6 +4,6 @@ package state
 
 import bolt "go.etcd.io/bbolt"
 
-func (s *Store) releaseAfterRead(*bolt.Tx, int) {}
+func (s *Store) releaseMapping(*bolt.Tx, int) {}
 
 func (s *Store) dropCache([]Append) {}
