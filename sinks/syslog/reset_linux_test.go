@@ -1,0 +1,81 @@
+//go:build linux
+
+package syslog
+
+import (
+	"context"
+	"net"
+	"slices"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestReceiverResetLosesNothing plays rsyslogd stopping with a batch in its
+// socket buffer that it never read: it closes with SO_LINGER 0, so the
+// bytes are gone and the sink sees a reset. The write of that batch had
+// succeeded; the sink writes it again on the next connection, so the
+// restarted receiver gets every event (before, the reliability suite lost
+// a 17-event batch exactly like this).
+func TestReceiverResetLosesNothing(t *testing.T) {
+	addr := freeAddr(t)
+	ln := listenOn(t, addr)
+	accepted := make(chan *net.TCPConn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			accepted <- c.(*net.TCPConn)
+		}
+	}()
+	s := mustNew(t, testConfig("tcp://"+addr))
+	first := entriesOf(t, seqEvents(1, 5)...)
+	if err := s.Deliver(context.Background(), first); err != nil {
+		t.Fatal(err)
+	}
+	var c *net.TCPConn
+	select {
+	case c = <-accepted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the sink never connected")
+	}
+	// Wait until the batch sits in the receiver's socket, unread, then
+	// close with a reset: those bytes are discarded.
+	for deadline := time.Now().Add(5 * time.Second); unreadBytes(t, c) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the batch never reached the receiver's socket")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	_ = c.SetLinger(0)
+	_ = c.Close()
+	_ = ln.Close()
+	waitDead(t, s)
+
+	rcv := newStreamReceiverAt(t, addr)
+	second := entriesOf(t, seqEvents(6, 3)...)
+	if err := s.Deliver(context.Background(), second); err != nil {
+		t.Fatalf("Deliver after the reset: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := parseStream(t, RFC5424, OctetCounting, rcv.wait(t))
+	if want := seqStrings(slices.Concat(first, second)); !slices.Equal(seqsOf(got), want) {
+		t.Fatalf("the restarted receiver got seqs %v, want %v", seqsOf(got), want)
+	}
+}
+
+// unreadBytes is how many bytes wait in c's receive buffer (SIOCINQ).
+func unreadBytes(t *testing.T, c *net.TCPConn) int {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := rc.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) }); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
