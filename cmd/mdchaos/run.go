@@ -228,7 +228,12 @@ func chaos(ctx context.Context, o *options, logw io.Writer) (*figures, error) {
 	fig := &figures{Seed: o.seed, Duration: o.duration, Rate: o.rate, Streams: o.sites * o.sensors * len(streams),
 		UpstreamFaults: map[string]int{}}
 	defer func() { fig.Wall = time.Since(began) }()
+	// The chaos goroutines log concurrently; logw (a bytes.Buffer in the
+	// test) is not safe for that.
+	var logMu sync.Mutex
 	logf := func(format string, a ...any) {
+		logMu.Lock()
+		defer logMu.Unlock()
 		fmt.Fprintf(logw, "mdchaos [%6.1fs] %s\n", time.Since(began).Seconds(), fmt.Sprintf(format, a...))
 	}
 	logf("seed %d", o.seed)
