@@ -53,9 +53,31 @@ func (d *dispatcher) init() error {
 		if err := d.r.store.SetCursor(d.name, c); err != nil {
 			return err
 		}
+	} else if u, isU := d.sink.(unacknowledged); isU && c > 0 && !d.replay {
+		if n := u.RedeliverBytes(); n > 0 {
+			from, err := d.r.store.SeqBefore(c, n)
+			if err != nil {
+				return err
+			}
+			if from < c {
+				d.log.Info("the destination does not acknowledge what it stores, so the last events before the cursor are delivered again after a restart (duplicates with the same id)",
+					zap.Uint64("events", c-from), zap.Uint64("cursor", c))
+				c = from
+			}
+		}
 	}
 	d.cursor.Store(c)
 	return nil
+}
+
+// unacknowledged is implemented by sinks whose destination does not confirm
+// what it stored (syslog over TCP): a write succeeds once the bytes are in a
+// socket buffer, and a receiver that stops discards what it had not read.
+// Such a sink writes its last batches again when it reconnects, but that
+// copy dies with the process; so after a restart its dispatcher first
+// delivers the journal's last RedeliverBytes bytes before its cursor again.
+type unacknowledged interface {
+	RedeliverBytes() int
 }
 
 func (d *dispatcher) run(ctx, deliverCtx context.Context) {

@@ -404,3 +404,32 @@ func (s *Store) SeqRange(since, until time.Time) (first, last uint64, ok bool, e
 	}
 	return first, last, first != 0 && last >= first, nil
 }
+
+// SeqBefore returns the seq after which the journal's entries up to and
+// including seq hold at least bytes bytes of data, or the seq before the
+// oldest retained entry when the journal holds less than that. A dispatcher
+// uses it to deliver the last stretch before its cursor again.
+func (s *Store) SeqBefore(seq uint64, bytes int) (uint64, error) {
+	out := seq
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketJournal).Cursor()
+		k := make([]byte, 8)
+		binary.BigEndian.PutUint64(k, seq+1)
+		kk, v := c.Seek(k)
+		if kk == nil {
+			kk, v = c.Last()
+		} else {
+			kk, v = c.Prev()
+		}
+		total := 0
+		for ; kk != nil && total < bytes; kk, v = c.Prev() {
+			total += len(v)
+			out = binary.BigEndian.Uint64(kk) - 1
+		}
+		return nil
+	})
+	if err != nil {
+		return seq, fmt.Errorf("state: journal before %d: %w", seq, err)
+	}
+	return out, nil
+}

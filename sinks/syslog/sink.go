@@ -292,6 +292,17 @@ func (s *Sink) send(ctx context.Context, events int) error {
 	return nil
 }
 
+// RedeliverBytes is how much of the journal before its cursor the sink's
+// dispatcher delivers again after a restart: over tcp and tls the same
+// resendBytes the sink writes again after a reconnect (that copy is in
+// memory, lost with the process); none over udp, which promises nothing.
+func (s *Sink) RedeliverBytes() int {
+	if s.scheme == SchemeUDP {
+		return 0
+	}
+	return resendBytes
+}
+
 // keep moves the batch just written to the recent batches, dropping the
 // oldest beyond resendBytes (their buffer serves the next batch).
 func (s *Sink) keep() {
