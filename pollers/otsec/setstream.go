@@ -61,6 +61,10 @@ type setStream struct {
 
 	mu        sync.Mutex
 	lastCount int // records of the last poll, to size the next request
+
+	// vals and rank are build's scratch space, reused for every record.
+	vals []gjson.Result
+	rank []int
 }
 
 func newSetStream(p *Poller, name, siteIP, sensorIP string, siteID int) *setStream {
@@ -269,10 +273,11 @@ func deviceKey(id, mac, ip gjson.Result) string {
 // build fills rec.Event (pipeline.Batch.Normalize).
 func (s *setStream) build(rec *pipeline.Record) error {
 	item := gjson.Parse(unsafe.String(unsafe.SliceData(rec.Raw), len(rec.Raw)))
-	vals := make([]gjson.Result, s.x.Len())
-	rank := make([]int, s.x.Len())
-	s.x.Extract(item, vals, rank)
-	v := setValues{vals: vals, ix: s.ix}
+	if len(s.vals) != s.x.Len() {
+		s.vals, s.rank = make([]gjson.Result, s.x.Len()), make([]int, s.x.Len())
+	}
+	s.x.Extract(item, s.vals, s.rank) // resets every slot first
+	v := setValues{vals: s.vals, ix: s.ix}
 	ev := &pipeline.Event{
 		Kind: s.spec.kind,
 		Time: rec.Time,
