@@ -69,6 +69,11 @@ type Config struct {
 	MaxMessageBytes pipeline.ByteSize `koanf:"max_message_bytes" json:"max_message_bytes"`
 	// WriteTimeout bounds the write of one batch.
 	WriteTimeout time.Duration `koanf:"write_timeout" json:"write_timeout"`
+	// ResendBytes is how much of what was last written over tcp or tls is
+	// written again after the receiver closes the connection, and delivered
+	// again from the journal after a restart (whole batches); 0 turns both
+	// off. See resendBytes in sink.go for why.
+	ResendBytes pipeline.ByteSize `koanf:"resend_bytes" json:"resend_bytes"`
 	// DialTimeout bounds connecting, the TLS handshake included.
 	DialTimeout time.Duration `koanf:"dial_timeout" json:"dial_timeout"`
 	// TLS holds the client TLS options of a tls:// address.
@@ -89,6 +94,7 @@ func DefaultConfig() Config {
 		Facility:     "local0",
 		AppName:      "mdbridge",
 		WriteTimeout: 10 * time.Second,
+		ResendBytes:  resendBytes,
 		DialTimeout:  10 * time.Second,
 		Format:       "json",
 		Batch:        1000,
@@ -141,6 +147,9 @@ func (c *Config) Validate() error {
 			add("max_message_bytes", "must be 0 (the default for the transport) or between %d and %d bytes on %s, got %d",
 				MinMessageBytes, hi, orAny(scheme), n)
 		}
+	}
+	if c.ResendBytes < 0 || c.ResendBytes > 1<<30 {
+		add("resend_bytes", "must be between 0 and 1GiB, got %d", c.ResendBytes)
 	}
 	if c.WriteTimeout <= 0 || c.WriteTimeout > time.Hour {
 		add("write_timeout", "must be more than 0 and at most 1h, got %s", c.WriteTimeout)

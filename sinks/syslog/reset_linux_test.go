@@ -4,12 +4,15 @@ package syslog
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"slices"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/mdbridge/mdbridge/pipeline"
 )
 
 // TestReceiverResetLosesNothing plays rsyslogd stopping with a batch in its
@@ -18,7 +21,15 @@ import (
 // succeeded; the sink writes it again on the next connection, so the
 // restarted receiver gets every event (before, the reliability suite lost
 // a 17-event batch exactly like this).
+//
+// With resend_bytes: 0 the first batch is lost, as the setting says.
 func TestReceiverResetLosesNothing(t *testing.T) {
+	for _, resend := range []pipeline.ByteSize{DefaultConfig().ResendBytes, 0} {
+		t.Run(fmt.Sprint("resend_bytes=", resend), func(t *testing.T) { resetCase(t, resend) })
+	}
+}
+
+func resetCase(t *testing.T, resend pipeline.ByteSize) {
 	addr := freeAddr(t)
 	ln := listenOn(t, addr)
 	accepted := make(chan *net.TCPConn, 1)
@@ -28,7 +39,12 @@ func TestReceiverResetLosesNothing(t *testing.T) {
 			accepted <- c.(*net.TCPConn)
 		}
 	}()
-	s := mustNew(t, testConfig("tcp://"+addr))
+	cfg := testConfig("tcp://" + addr)
+	cfg.ResendBytes = resend
+	s := mustNew(t, cfg)
+	if got := s.RedeliverBytes(); got != int(resend) {
+		t.Errorf("RedeliverBytes() = %d, want resend_bytes %d", got, resend)
+	}
 	first := entriesOf(t, seqEvents(1, 5)...)
 	if err := s.Deliver(context.Background(), first); err != nil {
 		t.Fatal(err)
@@ -61,7 +77,11 @@ func TestReceiverResetLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := parseStream(t, RFC5424, OctetCounting, rcv.wait(t))
-	if want := seqStrings(slices.Concat(first, second)); !slices.Equal(seqsOf(got), want) {
+	want := seqStrings(slices.Concat(first, second))
+	if resend == 0 {
+		want = seqStrings(second)
+	}
+	if !slices.Equal(seqsOf(got), want) {
 		t.Fatalf("the restarted receiver got seqs %v, want %v", seqsOf(got), want)
 	}
 }

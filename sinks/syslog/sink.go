@@ -75,10 +75,12 @@ type Sink struct {
 	recentBytes int
 	resend      bool
 	spare       []byte
+	keepBytes   int // resend_bytes; 0: nothing is kept or written again
 }
 
-// resendBytes is how much of what was last written over tcp or tls is kept
-// to be written again after the receiver closes the connection. Syslog over
+// resendBytes is the default of resend_bytes: how much of what was last
+// written over tcp or tls is kept to be written again after the receiver
+// closes the connection. Syslog over
 // TCP has no acknowledgements: a write succeeds once the bytes are in the
 // local socket buffer, and a receiver that stops (rsyslogd on SIGTERM, a
 // crash, a load balancer's idle cut) discards whatever it had not read yet
@@ -123,14 +125,15 @@ func New(cfg Config, log *zap.Logger) (*Sink, error) {
 		}
 	}
 	s := &Sink{
-		log:     log.With(zap.String("address", cfg.Address)),
-		scheme:  scheme,
-		addr:    addr,
-		octet:   scheme != SchemeUDP && cfg.Framing == OctetCounting,
-		maxMsg:  cfg.maxBytes(scheme),
-		dialTO:  cfg.DialTimeout,
-		writeTO: cfg.WriteTimeout,
-		enc:     newEncoder(cfg.Protocol, facility, host, cfg.AppName, os.Getpid(), f),
+		log:       log.With(zap.String("address", cfg.Address)),
+		scheme:    scheme,
+		addr:      addr,
+		octet:     scheme != SchemeUDP && cfg.Framing == OctetCounting,
+		maxMsg:    cfg.maxBytes(scheme),
+		dialTO:    cfg.DialTimeout,
+		writeTO:   cfg.WriteTimeout,
+		keepBytes: int(cfg.ResendBytes),
+		enc:       newEncoder(cfg.Protocol, facility, host, cfg.AppName, os.Getpid(), f),
 	}
 	if scheme == SchemeTLS {
 		if s.tlsConf, err = cfg.TLS.Config(s.log); err != nil {
@@ -235,7 +238,7 @@ func (s *Sink) send(ctx context.Context, events int) error {
 		s.log.Warn("syslog receiver closed the connection; reconnecting, and writing the last batches again since it may not have read them",
 			zap.Int("batches", len(s.recent)), zap.Int("bytes", s.recentBytes))
 		s.closeConn()
-		s.resend = s.scheme != SchemeUDP
+		s.resend = s.scheme != SchemeUDP && s.keepBytes > 0
 	}
 	if s.conn == nil {
 		if err := s.dial(ctx); err != nil {
@@ -283,7 +286,7 @@ func (s *Sink) send(ctx context.Context, events int) error {
 	n, err := c.Write(s.buf)
 	if err != nil {
 		s.closeConn()
-		s.resend = true // earlier batches may be unread too
+		s.resend = s.keepBytes > 0 // earlier batches may be unread too
 		s.log.Warn("syslog write failed; closed the connection", zap.Error(err), zap.Int("written_bytes", n))
 		return fmt.Errorf("syslog sink %s: write batch of %d events (%d of %d bytes written): %w",
 			s.addr, events, n, len(s.buf), ctxErr(ctx, err))
@@ -300,17 +303,20 @@ func (s *Sink) RedeliverBytes() int {
 	if s.scheme == SchemeUDP {
 		return 0
 	}
-	return resendBytes
+	return s.keepBytes
 }
 
 // keep moves the batch just written to the recent batches, dropping the
 // oldest beyond resendBytes (their buffer serves the next batch).
 func (s *Sink) keep() {
+	if s.keepBytes == 0 {
+		return
+	}
 	s.recent = append(s.recent, s.buf)
 	s.recentBytes += len(s.buf)
 	s.buf = s.spare[:0]
 	s.spare = nil
-	for len(s.recent) > 1 && s.recentBytes > resendBytes {
+	for len(s.recent) > 1 && s.recentBytes > s.keepBytes {
 		old := s.recent[0]
 		s.recent[0] = nil
 		s.recent = s.recent[1:]
