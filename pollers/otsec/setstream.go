@@ -348,6 +348,7 @@ func (s *setStream) build(rec *pipeline.Record) error {
 		ev.Message = patchMessage(rec.Action, pt, oldStatus, changed)
 	}
 	rec.Event = ev
+	clear(s.vals) // they point into the response body: do not keep it alive
 	return nil
 }
 

@@ -247,6 +247,9 @@ func (s *stream) build(rec *pipeline.Record) error {
 	}
 	s.x.Extract(item, s.vals, s.rank) // resets every slot first
 	rec.Event = s.event(rec, s.vals)
+	// The values point into the response body: let go of them, or every
+	// stream would keep its last body alive between polls.
+	clear(s.vals)
 	return nil
 }
 
