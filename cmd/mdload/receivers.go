@@ -109,8 +109,10 @@ func startNATS(ctx context.Context, storeDir string) (*natsReceiver, error) {
 	js, err := jetstream.New(nc)
 	if err == nil {
 		var st jetstream.Stream
+		// allow_batched, as the sink sets it on a stream it creates
+		// itself, so the sink publishes in fast batches.
 		st, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: "MDLOAD", Subjects: []string{"mdbridge.>"},
-			Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute})
+			Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute, AllowBatchPublish: true})
 		if err == nil {
 			return &natsReceiver{srv: srv, nc: nc, stream: st}, nil
 		}
