@@ -2,13 +2,10 @@ package pipeline
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
-	"math/bits"
 	"strconv"
 	"time"
 	"unicode/utf8"
-	"unsafe"
 )
 
 // AppendEvent appends e as one line of schema-v1 JSON (no newline) to buf.
@@ -249,28 +246,24 @@ func appendString(buf []byte, s string) []byte {
 // quotes), by the rules of appendString. Formats that build JSON by hand
 // (OCSF) share it.
 //
-// Most text needs no escaping, so it looks at eight bytes at a time for
-// any byte that might (a control character, a quote, a backslash, or a
-// byte of a multi-byte character) with the has-zero-byte bit tricks, and
+// Most text needs no escaping, so it skips whole words without a control
+// character, a quote, a backslash or a byte of a multi-byte character, and
 // leaves the rest to the byte loop.
-func AppendJSONContent(buf []byte, s string) []byte {
-	const (
-		ones  = 0x0101010101010101
-		highs = 0x8080808080808080
-	)
+func AppendJSONContent(buf []byte, s string) []byte { return appendJSONContent(buf, s, true) }
+
+// appendJSONContent is AppendJSONContent; with words false it is the plain
+// byte loop, which the tests hold the word skipping to.
+func appendJSONContent(buf []byte, s string, words bool) []byte {
 	start := 0
 	for i := 0; i < len(s); {
-		if i+8 <= len(s) {
-			w := binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s[i:]), 8))
-			q, b := w^('"'*ones), w^('\\'*ones)
-			found := ((w-0x20*ones)&^w | (q-ones)&^q | (b-ones)&^b | w) & highs
-			if found == 0 {
+		if words && i+8 <= len(s) {
+			w := word(s, i)
+			flags := bytesBelow(w, 0x20) | bytesEqual(w, '"') | bytesEqual(w, '\\') | w&wordHighs
+			if flags == 0 {
 				i += 8
 				continue
 			}
-			// Bytes below the lowest flagged one are safe; flags above it
-			// may be borrows, which the byte checks below never trust.
-			i += bits.TrailingZeros64(found) >> 3
+			i += firstFlagged(flags)
 		}
 		c := s[i]
 		if safeASCII[c] {

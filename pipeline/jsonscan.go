@@ -30,32 +30,50 @@ func skipSpace(s string, i int) int {
 	return i
 }
 
+// The word-at-a-time scans below (stringEnd, AppendJSONContent) read eight
+// bytes at once and flag the bytes they must look at with the usual bit
+// tricks. Only the lowest flagged byte is certain: a borrow can flag bytes
+// above it, so callers jump to the lowest one and check bytes one by one
+// from there.
+const (
+	wordOnes  = 0x0101010101010101
+	wordHighs = 0x8080808080808080
+)
+
+// word reads the eight bytes of s at i (i+8 <= len(s)).
+func word(s string, i int) uint64 {
+	return binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s[i:]), 8))
+}
+
+// bytesEqual flags the bytes of w equal to c.
+func bytesEqual(w uint64, c byte) uint64 {
+	x := w ^ (uint64(c) * wordOnes)
+	return (x - wordOnes) &^ x & wordHighs
+}
+
+// bytesBelow flags the bytes of w below c (c <= 0x80).
+func bytesBelow(w uint64, c byte) uint64 {
+	return (w - uint64(c)*wordOnes) &^ w & wordHighs
+}
+
+// firstFlagged is the index within a word of its lowest flagged byte.
+func firstFlagged(flags uint64) int { return bits.TrailingZeros64(flags) >> 3 }
+
 // stringEnd returns the index just past the closing quote of the string
-// starting at s[i] == '"', or len(s).
-//
-// It looks at eight bytes at a time for a quote or a backslash (the usual
-// has-zero-byte bit trick on the word XORed with each), which is what makes
-// the long free-text values of alerts (messages, reasons) cheap; the last
-// few bytes and every escape take the byte loop.
+// starting at s[i] == '"', or len(s). It skips words without a quote or a
+// backslash, which is what makes the long free-text values of alerts
+// (messages, reasons) cheap; the last few bytes and every escape take the
+// byte loop.
 func stringEnd(s string, i int) int {
-	const (
-		ones  = 0x0101010101010101
-		highs = 0x8080808080808080
-		quote = '"' * ones
-		slash = '\\' * ones
-	)
 	for i++; i < len(s); {
 		if i+8 <= len(s) {
-			w := binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s[i:]), 8))
-			q, b := w^quote, w^slash
-			found := ((q-ones)&^q | (b-ones)&^b) & highs
-			if found == 0 {
+			w := word(s, i)
+			flags := bytesEqual(w, '"') | bytesEqual(w, '\\')
+			if flags == 0 {
 				i += 8
 				continue
 			}
-			// The lowest flagged byte is a real match; higher ones may be
-			// borrows, which the byte switch below never trusts.
-			i += bits.TrailingZeros64(found) >> 3
+			i += firstFlagged(flags)
 		}
 		switch s[i] {
 		case '"':
