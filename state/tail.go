@@ -32,7 +32,7 @@ type tailCache struct {
 	ents    []tailEntry // a ring: the oldest at ents[head], n in use
 	head, n int
 
-	hits, misses atomic.Uint64
+	hits, misses atomic.Uint64 // reads served and not, for tests
 }
 
 type tailEntry struct {
@@ -158,12 +158,6 @@ func (t *tailCache) read(after uint64, max, maxBytes int, buf []byte) ([]Entry, 
 		out = append(out, Entry{Seq: e.seq, Data: buf[p:len(buf):len(buf)]})
 	}
 	return out, buf, true
-}
-
-// TailStats reports how many journal reads the in-memory tail served and
-// how many went to the file, for benchmarks and tests.
-func (s *Store) TailStats() (hits, misses uint64) {
-	return s.tail.hits.Load(), s.tail.misses.Load()
 }
 
 // sinksReadFromTail reports whether every sink that set a cursor in this

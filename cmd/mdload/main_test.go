@@ -49,7 +49,7 @@ func TestCountingBody(t *testing.T) {
 
 func TestBridgeConfigListsEverySensor(t *testing.T) {
 	sink := (&fileReceiver{lc: &lineCounter{path: "/o/e.jsonl"}}).yaml()
-	cfg := string(bridgeConfig("http://127.0.0.1:1", "/s/db", sink, defaultKinds, 2, 3, 500, 10*time.Second))
+	cfg := string(bridgeConfig("http://127.0.0.1:1", "/s/db", sink, knownKinds, 2, 3, 500, 10*time.Second))
 	if _, err := configs.Parse([]byte(cfg), nil); err != nil {
 		t.Fatalf("the bridge would not take this config: %v\n%s", err, cfg)
 	}

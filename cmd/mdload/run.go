@@ -22,13 +22,9 @@ import (
 	"time"
 )
 
-// defaultKinds are the streams the simulator fills and the bridge polls per
-// sensor unless -kinds says otherwise.
-var defaultKinds = []string{"device_alerts", "conn_alerts", "suricata_alerts", "devices"}
-
-// knownKinds are the streams -kinds may name: the time-ordered alert
-// streams and the device inventory (a set stream since issue 4: every
-// device it has seen stays in the bridge's memory).
+// knownKinds are the streams -kinds may name, and its default: the
+// time-ordered alert streams and the device inventory (a set stream since
+// issue 4: every device it has seen stays in the bridge's memory).
 var knownKinds = []string{"device_alerts", "conn_alerts", "suricata_alerts", "devices"}
 
 const token = "mdload-token"
@@ -61,7 +57,7 @@ func parseFlags(args []string, out io.Writer) (*options, error) {
 		fs.PrintDefaults()
 	}
 	fs.IntVar(&o.streams, "streams", 100, "streams: sites x sensors x the number of -kinds (a multiple of it)")
-	kindList := fs.String("kinds", strings.Join(defaultKinds, ","), "comma-separated stream kinds per sensor: "+strings.Join(knownKinds, ", ")+
+	kindList := fs.String("kinds", strings.Join(knownKinds, ","), "comma-separated stream kinds per sensor: "+strings.Join(knownKinds, ", ")+
 		" (devices is the device inventory, compared as a whole set; the alert kinds alone give an alerts-only load, "+
 		"e.g. -kinds device_alerts,suricata_alerts -streams 100 is 50 sensors)")
 	fs.IntVar(&o.perStream, "per-stream", 10000, "backlog mode: records per stream")

@@ -2,7 +2,6 @@ package file
 
 import (
 	"errors"
-	"os"
 	"syscall"
 	"unsafe"
 
@@ -131,10 +130,4 @@ func alignedBuffer(b []byte, n int) []byte {
 	raw := make([]byte, 2*n+directAlign)
 	off := int((directAlign - uintptr(unsafe.Pointer(unsafe.SliceData(raw)))%directAlign) % directAlign)
 	return raw[off : off : off+2*n]
-}
-
-// openDirectFile is openDirect's portable part: it opens path write-only
-// with the extra flags.
-func openDirectFile(path string, flags int) (*os.File, error) {
-	return os.OpenFile(path, os.O_WRONLY|flags, 0)
 }
