@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mdbridge/mdbridge/cmd/internal/harness"
 	"github.com/mdbridge/mdbridge/pollers/otsec/otsectest"
 )
 
@@ -49,7 +51,7 @@ func TestCrashSafety(t *testing.T) {
 	began := time.Now()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "mdbridge")
-	buildBridge(t, moduleRoot(t), bin)
+	buildBridge(t, bin)
 
 	const (
 		token   = "crash-token"
@@ -141,7 +143,7 @@ sources:
 		<-b.done
 		ws, _ := b.cmd.ProcessState.Sys().(syscall.WaitStatus)
 		if !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-			t.Fatalf("run %d ended by itself before the kill (%v); its log:\n%s", i, b.cmd.ProcessState, tail(logPath, 4000))
+			t.Fatalf("run %d ended by itself before the kill (%v); its log:\n%s", i, b.cmd.ProcessState, harness.Tail(logPath, 4000))
 		}
 		t.Logf("run %2d: killed after %v; output has %d lines", i, d, countLines(out))
 	}
@@ -176,7 +178,7 @@ sources:
 		}
 		select {
 		case <-b.done:
-			t.Fatalf("the final run ended by itself (%v); its log:\n%s", b.cmd.ProcessState, tail(logPath, 4000))
+			t.Fatalf("the final run ended by itself (%v); its log:\n%s", b.cmd.ProcessState, harness.Tail(logPath, 4000))
 		case <-time.After(200 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
@@ -190,10 +192,10 @@ sources:
 	select {
 	case <-b.done:
 	case <-time.After(20 * time.Second):
-		t.Fatalf("the bridge did not stop within 20 s of SIGTERM; its log:\n%s", tail(logPath, 4000))
+		t.Fatalf("the bridge did not stop within 20 s of SIGTERM; its log:\n%s", harness.Tail(logPath, 4000))
 	}
 	if code := b.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Errorf("after SIGTERM the bridge exited with %v, want 0; its log:\n%s", b.cmd.ProcessState, tail(logPath, 4000))
+		t.Errorf("after SIGTERM the bridge exited with %v, want 0; its log:\n%s", b.cmd.ProcessState, harness.Tail(logPath, 4000))
 	}
 
 	repaired := 0
@@ -468,40 +470,23 @@ func startBridge(t *testing.T, bin, cfg, logPath string) *bridgeProc {
 	return b
 }
 
-// buildBridge builds ./cmd/mdbridge of the module at root into bin.
-func buildBridge(t *testing.T, root, bin string) {
+// buildBridge compiles ./cmd/mdbridge into bin, whose base name must be
+// mdbridge.
+func buildBridge(t *testing.T, bin string) {
 	t.Helper()
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goTool); err != nil {
-		if goTool, err = exec.LookPath("go"); err != nil {
-			t.Skip("no go tool to build the binary with")
-		}
-	}
-	cmd := exec.Command(goTool, "build", "-o", bin, "./cmd/mdbridge")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/mdbridge: %v\n%s", err, out)
+	if err := harness.GoBuild(context.Background(), filepath.Dir(bin), "./cmd/mdbridge"); err != nil {
+		t.Fatal(err)
 	}
 }
 
-// moduleRoot is the nearest directory at or above the working directory that
-// holds go.mod.
+// moduleRoot is the mdbridge module's directory.
 func moduleRoot(t *testing.T) string {
 	t.Helper()
-	d, err := os.Getwd()
+	root, err := harness.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d
-		}
-		parent := filepath.Dir(d)
-		if parent == d {
-			t.Fatal("no go.mod above the working directory")
-		}
-		d = parent
-	}
+	return root
 }
 
 func countLines(path string) int {
@@ -520,16 +505,4 @@ func countLines(path string) int {
 			return n
 		}
 	}
-}
-
-// tail returns the last n bytes of a file.
-func tail(path string, n int) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	if len(data) > n {
-		data = data[len(data)-n:]
-	}
-	return string(data)
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mdbridge/mdbridge/cmd/internal/harness"
 	"github.com/mdbridge/mdbridge/pollers/mdss/mdsstest"
 )
 
@@ -31,7 +32,7 @@ func TestWebhookSurvivesSIGKILL(t *testing.T) {
 	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "mdbridge")
-	buildBridge(t, moduleRoot(t), bin)
+	buildBridge(t, bin)
 
 	const apiKey, secret = "push-test-key", "push-test-s3cret"
 	hookAddr := freeAddr(t)
@@ -92,7 +93,7 @@ sinks:
 	scan, files := srv.AddScan(mdsstest.ScanSpec{Files: 30, Threats: []int{1, 2, 8, 21}})
 	// AddScan returns once MDSS has its answers: kill now.
 	if err := b.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatalf("SIGKILL: %v (run log: %s)", err, tail(filepath.Join(dir, "run1.log"), 20))
+		t.Fatalf("SIGKILL: %v (run log: %s)", err, harness.Tail(filepath.Join(dir, "run1.log"), 20))
 	}
 	<-b.done
 	want := map[string]bool{scan.ID: true}

@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/mdbridge/mdbridge/cmd/internal/harness"
 )
 
 // delivery is one event as a sink's far end received it: the event id, the
@@ -247,7 +249,7 @@ func (r *rsyslogd) out() string  { return filepath.Join(r.dir, "received.log") }
 func (r *rsyslogd) start() error {
 	cmd := exec.Command(rsyslogPath, "-n", "-f", filepath.Join(r.dir, "rsyslog.conf"), "-i", filepath.Join(r.dir, "rsyslogd.pid"))
 	cmd.Stdout, cmd.Stderr = r.stderr, r.stderr
-	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr = harness.ChildAttr()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start rsyslogd: %w", err)
 	}
@@ -310,10 +312,8 @@ func freeStaticPort() (string, error) {
 // configuration above does.
 type tcpSyslog struct {
 	dir, address string
-	ln           net.Listener
-	wg           sync.WaitGroup
-	mu           sync.Mutex // guards conns and the output file
-	conns        []net.Conn
+	srv          *harness.OctetServer
+	mu           sync.Mutex // guards the output file
 	f            *os.File
 }
 
@@ -337,73 +337,37 @@ func (s *tcpSyslog) start() error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", s.address)
+	s.f = f
+	srv, err := harness.ListenOctets(s.address, s.write)
 	if err != nil {
 		f.Close()
 		return fmt.Errorf("syslog receiver: %w", err)
 	}
-	s.ln, s.f = ln, f
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s.mu.Lock()
-			s.conns = append(s.conns, c)
-			s.mu.Unlock()
-			s.wg.Add(1)
-			go func() { defer s.wg.Done(); s.serve(c) }()
-		}
-	}()
+	s.srv = srv
 	return nil
 }
 
-func (s *tcpSyslog) serve(c net.Conn) {
-	defer c.Close()
-	br := bufio.NewReaderSize(c, 1<<20)
-	for {
-		head, err := br.ReadSlice(' ')
-		if err != nil {
-			return
-		}
-		n, err := strconv.Atoi(string(head[:len(head)-1]))
-		if err != nil || n <= 0 || n > 1<<20 {
-			return
-		}
-		msg := make([]byte, n)
-		if _, err := io.ReadFull(br, msg); err != nil {
-			return
-		}
-		// MSG follows the structured data; the header and the structured
-		// data of the bridge's messages hold no '{'.
-		if i := bytes.IndexByte(msg, '{'); i >= 0 {
-			msg = msg[i:]
-		}
-		line := append([]byte(time.Now().UTC().Format(time.RFC3339Nano)+" "), msg...)
-		line = append(line, '\n')
-		s.mu.Lock()
-		_, _ = s.f.Write(line)
-		s.mu.Unlock()
+// write records one message's MSG part, as the rsyslogd configuration does.
+func (s *tcpSyslog) write(msg []byte) {
+	// MSG follows the structured data; the header and the structured data
+	// of the bridge's messages hold no '{'.
+	if i := bytes.IndexByte(msg, '{'); i >= 0 {
+		msg = msg[i:]
 	}
+	line := append([]byte(time.Now().UTC().Format(time.RFC3339Nano)+" "), msg...)
+	line = append(line, '\n')
+	s.mu.Lock()
+	_, _ = s.f.Write(line)
+	s.mu.Unlock()
 }
 
 func (s *tcpSyslog) stop() error {
-	if s.ln == nil {
+	if s.srv == nil {
 		return nil
 	}
-	_ = s.ln.Close()
-	s.mu.Lock()
-	for _, c := range s.conns {
-		_ = c.Close()
-	}
-	s.conns = nil
-	s.mu.Unlock()
-	s.wg.Wait()
+	s.srv.Close()
 	err := s.f.Close()
-	s.ln, s.f = nil, nil
+	s.srv, s.f = nil, nil
 	return err
 }
 

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/mdbridge/mdbridge/cmd/internal/harness"
 )
 
 type options struct {
@@ -254,9 +256,10 @@ func chaos(ctx context.Context, o *options, logw io.Writer) (*figures, error) {
 	bin := o.bridgeBin
 	if bin == "" {
 		logf("building ./cmd/mdbridge")
-		if bin, err = buildBridge(ctx, dir); err != nil {
+		if err = harness.GoBuild(ctx, filepath.Join(dir, "bin"), "./cmd/mdbridge"); err != nil {
 			return fig, err
 		}
+		bin = filepath.Join(dir, "bin", "mdbridge")
 	}
 
 	// Receivers.
@@ -450,7 +453,7 @@ func chaos(ctx context.Context, o *options, logw io.Writer) (*figures, error) {
 	}
 	wg.Wait()
 	if driverErr != nil {
-		return fig, fmt.Errorf("%w; the end of the bridge log:\n%s", driverErr, tail(br.log, 3000))
+		return fig, fmt.Errorf("%w; the end of the bridge log:\n%s", driverErr, harness.Tail(br.log, 3000))
 	}
 	if ctx.Err() != nil {
 		return fig, errors.New("interrupted")
@@ -503,7 +506,7 @@ func chaos(ctx context.Context, o *options, logw io.Writer) (*figures, error) {
 			break
 		}
 		if err := br.exitedByItself(); err != nil {
-			return fig, fmt.Errorf("%w; the end of the bridge log:\n%s", err, tail(br.log, 3000))
+			return fig, fmt.Errorf("%w; the end of the bridge log:\n%s", err, harness.Tail(br.log, 3000))
 		}
 		time.Sleep(time.Second)
 	}
@@ -530,7 +533,7 @@ func chaos(ctx context.Context, o *options, logw io.Writer) (*figures, error) {
 		return fig, fmt.Errorf("records lost or JetStream duplicates (seed %d); the work directory is kept", o.seed)
 	}
 	if fig.BridgeExit != 0 {
-		return fig, fmt.Errorf("the bridge exited with %d after SIGTERM; the end of its log:\n%s", fig.BridgeExit, tail(br.log, 3000))
+		return fig, fmt.Errorf("the bridge exited with %d after SIGTERM; the end of its log:\n%s", fig.BridgeExit, harness.Tail(br.log, 3000))
 	}
 	failed = false
 	return fig, nil
@@ -617,38 +620,6 @@ sources:
 	return []byte(b.String())
 }
 
-// buildBridge compiles ./cmd/mdbridge of the module around the working
-// directory into dir/bin.
-func buildBridge(ctx context.Context, dir string) (string, error) {
-	root, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
-			if _, err := os.Stat(filepath.Join(root, "cmd", "mdbridge")); err == nil {
-				break
-			}
-		}
-		parent := filepath.Dir(root)
-		if parent == root {
-			return "", errors.New("not inside the mdbridge module: run mdchaos from it, or pass -mdbridge")
-		}
-		root = parent
-	}
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	bin := filepath.Join(dir, "bin", "mdbridge")
-	cmd := exec.CommandContext(ctx, goTool, "build", "-o", bin, "./cmd/mdbridge")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/mdbridge: %w\n%s", err, out)
-	}
-	return bin, nil
-}
-
 // bridge is the mdbridge process, started again after each kill, all runs
 // appending to one log file.
 type bridge struct {
@@ -668,7 +639,7 @@ func (b *bridge) start() error {
 	defer lf.Close()
 	cmd := exec.Command(b.bin, "run", "-c", b.cfg)
 	cmd.Stdout, cmd.Stderr = lf, lf
-	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr = harness.ChildAttr()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start mdbridge: %w", err)
 	}
@@ -753,16 +724,4 @@ func (b *bridge) kill() {
 		_ = cmd.Process.Kill()
 		<-done
 	}
-}
-
-// tail returns the last n bytes of a file.
-func tail(path string, n int) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	if len(data) > n {
-		data = data[len(data)-n:]
-	}
-	return string(data)
 }

@@ -7,11 +7,6 @@ import (
 	"syscall"
 )
 
-// sysProcAttr makes a child die with mdload, even if mdload is killed.
-func sysProcAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-}
-
 // maxRSSMiB converts ru_maxrss, in KiB on Linux.
 func maxRSSMiB(ru *syscall.Rusage) float64 { return float64(ru.Maxrss) / 1024 }
 

@@ -7,8 +7,6 @@ import (
 	"syscall"
 )
 
-func sysProcAttr() *syscall.SysProcAttr { return nil }
-
 // maxRSSMiB converts ru_maxrss: bytes on macOS, KiB on the BSDs.
 func maxRSSMiB(ru *syscall.Rusage) float64 {
 	if runtime.GOOS == "darwin" {

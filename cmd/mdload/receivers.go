@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -11,13 +10,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mdbridge/mdbridge/cmd/internal/harness"
 )
 
 // sinkNames are the sinks -sinks may list.
@@ -141,57 +141,21 @@ func (r *natsReceiver) count() (int64, error) {
 }
 func (r *natsReceiver) close() { r.nc.Close(); r.srv.Shutdown(); r.srv.WaitForShutdown() }
 
-// syslogReceiver accepts TCP connections and counts octet-counted frames
-// (RFC 6587) without parsing them further.
+// syslogReceiver counts the octet-counted frames (RFC 6587) it receives,
+// without parsing them further.
 type syslogReceiver struct {
-	ln    net.Listener
-	n     atomic.Int64
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	conns []net.Conn
+	srv *harness.OctetServer
+	n   atomic.Int64
 }
 
 func startSyslog() (*syslogReceiver, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	r := &syslogReceiver{}
+	srv, err := harness.ListenOctets("127.0.0.1:0", func([]byte) { r.n.Add(1) })
 	if err != nil {
 		return nil, err
 	}
-	r := &syslogReceiver{ln: ln}
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			r.mu.Lock()
-			r.conns = append(r.conns, c)
-			r.mu.Unlock()
-			r.wg.Add(1)
-			go func() { defer r.wg.Done(); r.serve(c) }()
-		}
-	}()
+	r.srv = srv
 	return r, nil
-}
-
-func (r *syslogReceiver) serve(c net.Conn) {
-	defer c.Close()
-	br := bufio.NewReaderSize(c, 1<<20)
-	for {
-		head, err := br.ReadSlice(' ')
-		if err != nil {
-			return
-		}
-		n, err := strconv.Atoi(string(head[:len(head)-1]))
-		if err != nil || n <= 0 {
-			return // not octet counting: stop counting this connection
-		}
-		if _, err := br.Discard(n); err != nil {
-			return
-		}
-		r.n.Add(1)
-	}
 }
 
 func (r *syslogReceiver) name() string { return "syslog" }
@@ -199,18 +163,10 @@ func (r *syslogReceiver) yaml() string {
 	return fmt.Sprintf(`  syslog:
     type: syslog
     address: "tcp://%s"
-`, r.ln.Addr())
+`, r.srv.Addr())
 }
 func (r *syslogReceiver) count() (int64, error) { return r.n.Load(), nil }
-func (r *syslogReceiver) close() {
-	_ = r.ln.Close()
-	r.mu.Lock()
-	for _, c := range r.conns {
-		_ = c.Close()
-	}
-	r.mu.Unlock()
-	r.wg.Wait()
-}
+func (r *syslogReceiver) close()                { r.srv.Close() }
 
 // webhookReceiver answers 204 to every POST and counts the events by the
 // Mdbridge-Events header the webhook sink sets.

@@ -20,6 +20,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/mdbridge/mdbridge/cmd/internal/harness"
 )
 
 // knownKinds are the streams -kinds may name, and its default: the
@@ -251,7 +253,7 @@ func measure(ctx context.Context, o *options, logw io.Writer) (*result, error) {
 	if bridgeBin == "" || simBin == "" {
 		logf("building ./cmd/mdbridge and ./cmd/mdsim")
 		bin := filepath.Join(dir, "bin")
-		if err := build(ctx, bin); err != nil {
+		if err := harness.GoBuild(ctx, bin, "./cmd/mdbridge", "./cmd/mdsim"); err != nil {
 			return nil, err
 		}
 		if bridgeBin == "" {
@@ -409,7 +411,7 @@ loop:
 			runErr = errors.New("interrupted")
 			break loop
 		case <-bridge.done:
-			runErr = fmt.Errorf("mdbridge ended by itself (%v); the end of its log:\n%s", bridge.waitErr, tail(logPath, 3000))
+			runErr = fmt.Errorf("mdbridge ended by itself (%v); the end of its log:\n%s", bridge.waitErr, harness.Tail(logPath, 3000))
 			break loop
 		case <-tick.C:
 		}
@@ -510,7 +512,7 @@ loop:
 		res.Requests, res.ResponseBytes, res.RecordsServed = &r, &b, &n
 	}
 	if runErr == nil && res.BridgeExit != 0 {
-		runErr = fmt.Errorf("mdbridge exited with %d after SIGTERM; the end of its log:\n%s", res.BridgeExit, tail(logPath, 3000))
+		runErr = fmt.Errorf("mdbridge exited with %d after SIGTERM; the end of its log:\n%s", res.BridgeExit, harness.Tail(logPath, 3000))
 	}
 	return res, runErr
 }
@@ -569,43 +571,6 @@ func simSites(n, m int) []simSite {
 	return out
 }
 
-// build compiles both commands of the module around the working directory.
-func build(ctx context.Context, bin string) error {
-	root, err := moduleRoot()
-	if err != nil {
-		return err
-	}
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	cmd := exec.CommandContext(ctx, goTool, "build", "-o", bin+string(filepath.Separator), "./cmd/mdbridge", "./cmd/mdsim")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return nil
-}
-
-func moduleRoot() (string, error) {
-	d, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			if _, err := os.Stat(filepath.Join(d, "cmd", "mdbridge")); err == nil {
-				return d, nil
-			}
-		}
-		parent := filepath.Dir(d)
-		if parent == d {
-			return "", errors.New("not inside the mdbridge module: run mdload from it, or pass -mdbridge and -mdsim")
-		}
-		d = parent
-	}
-}
-
 // waitReady asks the simulator's components endpoint until it answers 200.
 func waitReady(ctx context.Context, base string, sim *proc) error {
 	client := &http.Client{Timeout: 2 * time.Second}
@@ -646,7 +611,7 @@ type proc struct {
 func startProc(name, path string, args []string, stdout, stderr io.Writer) (*proc, error) {
 	cmd := exec.Command(path, args...)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
-	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr = harness.ChildAttr()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
@@ -827,16 +792,4 @@ func scanLog(path string) (warns, errs int, sample string) {
 		}
 	}
 	return warns, errs, strings.Join(shown, "\n")
-}
-
-// tail returns the last n bytes of a file.
-func tail(path string, n int) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	if len(data) > n {
-		data = data[len(data)-n:]
-	}
-	return string(data)
 }
