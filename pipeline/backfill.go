@@ -105,7 +105,9 @@ func Backfill(ctx context.Context, p Poller, want func(Stream) bool, since, unti
 					return stats, fmt.Errorf("backfill stream %s: record %q: %w", id, rec.Key, err)
 				}
 			}
-			items = append(items, item{t: rec.Time, ev: backfillEvent(rec.Event, id, rec.Key, observed)})
+			// Revision 0 of a record that is not journaled: seq 0.
+			stamp(rec.Event, id, rec.Key, 0, 0, nil, observed)
+			items = append(items, item{t: rec.Time, ev: rec.Event})
 		}
 	}
 	sort.SliceStable(items, func(i, j int) bool { return items[i].t.Before(items[j].t) })
@@ -116,22 +118,4 @@ func Backfill(ctx context.Context, p Poller, want func(Stream) bool, since, unti
 		stats.Events++
 	}
 	return stats, nil
-}
-
-// backfillEvent fills in what the runner sets on a new event, for revision 0
-// of a record that is not journaled (seq 0).
-func backfillEvent(ev *Event, stream, key string, observed time.Time) *Event {
-	ev.Schema = Schema
-	ev.Seq = 0
-	ev.Revision = 0
-	ev.Changes = nil
-	ev.Observed = observed
-	if ev.Time.IsZero() {
-		ev.Time = observed
-	}
-	ev.ID = EventID(stream, ev.Kind, key, 0)
-	if ev.Source.Stream == "" {
-		ev.Source.Stream = stream
-	}
-	return ev
 }

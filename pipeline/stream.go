@@ -383,19 +383,8 @@ func (sr *streamRunner) commitNext(recs []Record, plan commitPlan, final bool) (
 		}
 		ev := rec.Event
 		rec.Event = nil // encoded below; let it go
-		ev.Changes = rec.Changes
 		next.LastSeq++
-		ev.Schema = Schema
-		ev.Seq = next.LastSeq
-		ev.Revision = rev
-		ev.Observed = plan.observed
-		if ev.Time.IsZero() {
-			ev.Time = plan.observed
-		}
-		ev.ID = EventID(sr.id, ev.Kind, rec.Key, rev)
-		if ev.Source.Stream == "" {
-			ev.Source.Stream = sr.id
-		}
+		stamp(ev, sr.id, rec.Key, next.LastSeq, rev, rec.Changes, plan.observed)
 		offsets = append(offsets, len(buf))
 		if buf, err = AppendEvent(buf, ev); err != nil {
 			return 0, fmt.Errorf("encode record %q: %w", rec.Key, err)
@@ -465,6 +454,25 @@ func (sr *streamRunner) commitNext(recs []Record, plan commitPlan, final bool) (
 		sr.r.mu.Unlock()
 	}
 	return i, nil
+}
+
+// stamp fills in what the runner sets on every event of a record: the
+// schema, the stream's seq, the revision and its changes, when it was
+// observed (also the time of an event without one), the deterministic id
+// and the stream. Backfill stamps its events the same way, with seq 0.
+func stamp(ev *Event, stream, key string, seq uint64, rev int, changes map[string]Change, observed time.Time) {
+	ev.Schema = Schema
+	ev.Seq = seq
+	ev.Revision = rev
+	ev.Changes = changes
+	ev.Observed = observed
+	if ev.Time.IsZero() {
+		ev.Time = observed
+	}
+	ev.ID = EventID(stream, ev.Kind, key, rev)
+	if ev.Source.Stream == "" {
+		ev.Source.Stream = stream
+	}
 }
 
 // push commits records a source received rather than polled (a webhook).
