@@ -90,8 +90,8 @@ func CertVerifyFailed(err error) bool {
 }
 
 // CertHint returns err with a hint at tls.ca_file when it is a failed
-// certificate verification (CertVerifyFailed), and err unchanged otherwise.
-// The caller names the host.
+// certificate verification (CertVerifyFailed), and err itself otherwise, so
+// a caller can tell the two apart by comparing. The caller names the host.
 func CertHint(err error) error {
 	if !CertVerifyFailed(err) {
 		return err

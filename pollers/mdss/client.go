@@ -166,8 +166,8 @@ func (c *client) transportError(parent context.Context, method, pathQuery string
 		// random: one wording for both, so a run of timeouts logs once.
 		return fmt.Errorf("%s %s: timeout: no complete answer within %s: %w", method, pathQuery, c.timeout, context.DeadlineExceeded)
 	}
-	if pipeline.CertVerifyFailed(err) {
-		return fmt.Errorf("%s %s: TLS with %s: %w", method, pathQuery, c.base.Host, pipeline.CertHint(err))
+	if hinted := pipeline.CertHint(err); hinted != err {
+		return fmt.Errorf("%s %s: TLS with %s: %w", method, pathQuery, c.base.Host, hinted)
 	}
 	return fmt.Errorf("%s %s: %w", method, pathQuery, err)
 }

@@ -147,8 +147,9 @@ func (c *client) transportError(parent context.Context, path string, err error) 
 		// random: one wording for both, so a run of timeouts logs once.
 		return fmt.Errorf("GET %s: timeout: no complete answer within %s: %w", path, c.timeout, context.DeadlineExceeded)
 	}
-	if err = stripURL(err); pipeline.CertVerifyFailed(err) {
-		return fmt.Errorf("GET %s: TLS with %s: %w", path, c.base.Host, pipeline.CertHint(err))
+	err = stripURL(err)
+	if hinted := pipeline.CertHint(err); hinted != err {
+		return fmt.Errorf("GET %s: TLS with %s: %w", path, c.base.Host, hinted)
 	}
 	return fmt.Errorf("GET %s: %w", path, err)
 }
