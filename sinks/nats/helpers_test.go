@@ -1,11 +1,14 @@
 package nats
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -252,4 +255,148 @@ func defaultSubject(t *testing.T, e pipeline.Entry) string {
 		t.Fatal(err)
 	}
 	return "mdbridge." + ev.Kind + "." + strings.ReplaceAll(ev.Source.Instance, ".", "_")
+}
+
+// cutProxy sits between a sink and a test server on loopback. Armed with a
+// marker, it forwards what the client sends only up to the first
+// occurrence of the marker and then stops reading from that client, so a
+// batch that contains the marker is cut in flight, whatever the timing:
+// the server has at most the messages before it. cut is closed then.
+// Until disarmed, it also closes every new connection at once.
+type cutProxy struct {
+	t       testing.TB
+	ln      net.Listener
+	backend string
+	marker  []byte
+	cut     chan struct{}
+
+	mu    sync.Mutex
+	armed bool
+	conns map[net.Conn]struct{}
+}
+
+func newCutProxy(t testing.TB, backend string, marker []byte) *cutProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{t: t, ln: ln, backend: backend, marker: marker, cut: make(chan struct{}),
+		armed: true, conns: map[net.Conn]struct{}{}}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() { defer wg.Done(); p.serve(c) }()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		p.dropAll()
+		wg.Wait()
+	})
+	return p
+}
+
+func (p *cutProxy) url() string { return "nats://" + p.ln.Addr().String() }
+
+// disarm lets every later connection through untouched.
+func (p *cutProxy) disarm() {
+	p.mu.Lock()
+	p.armed = false
+	p.mu.Unlock()
+}
+
+// dropAll closes every open connection, both sides.
+func (p *cutProxy) dropAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		c.Close()
+	}
+}
+
+func (p *cutProxy) track(cs ...net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.cut:
+		if p.armed {
+			return false // cut, not yet disarmed: the "server" is away
+		}
+	default:
+	}
+	for _, c := range cs {
+		p.conns[c] = struct{}{}
+	}
+	return true
+}
+
+func (p *cutProxy) serve(client net.Conn) {
+	server, err := net.Dial("tcp", p.backend)
+	if err != nil {
+		client.Close()
+		return
+	}
+	if !p.track(client, server) {
+		client.Close()
+		server.Close()
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		io.Copy(client, server)
+		client.Close()
+	}()
+	p.upstream(client, server)
+	server.Close()
+	<-done
+}
+
+// upstream copies client to server, watching for the marker while armed.
+func (p *cutProxy) upstream(client, server net.Conn) {
+	buf := make([]byte, 64<<10)
+	var tail []byte // the last len(marker)-1 bytes forwarded
+	for {
+		n, err := client.Read(buf)
+		if n > 0 {
+			chunk := buf[:n]
+			p.mu.Lock()
+			armed := p.armed
+			p.mu.Unlock()
+			if armed {
+				joined := append(append([]byte(nil), tail...), chunk...)
+				if i := bytes.Index(joined, p.marker); i >= 0 {
+					if i -= len(tail); i > 0 {
+						server.Write(chunk[:i])
+					}
+					select {
+					case <-p.cut:
+					default:
+						close(p.cut)
+					}
+					io.Copy(io.Discard, client) // hold the rest back until closed
+					return
+				}
+				if k := len(p.marker) - 1; len(joined) > k {
+					tail = append(tail[:0], joined[len(joined)-k:]...)
+				} else {
+					tail = append(tail[:0], joined...)
+				}
+			}
+			if _, werr := server.Write(chunk); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }

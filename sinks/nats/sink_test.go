@@ -542,9 +542,10 @@ func TestServerDownAtNew(t *testing.T) {
 
 // TestRestartMidRun restarts the JetStream server (same store, same port)
 // while a loop delivers batches of 500 events the way the dispatcher does:
-// retrying a failed batch, and only its rest after a Partial. At the end
-// the stream holds every event exactly once. It runs with fast batches
-// (the restart cuts one) and with one acknowledgement per event.
+// retrying a failed batch, and only its rest after a Partial. The restart
+// always cuts batch restartAt part way. At the end the stream holds every
+// event exactly once. It runs with fast batches and with one
+// acknowledgement per event.
 func TestRestartMidRun(t *testing.T) {
 	for _, mode := range []string{BatchPublishOn, BatchPublishOff} {
 		t.Run("batch_publish="+mode, func(t *testing.T) { testRestartMidRun(t, mode) })
@@ -558,7 +559,13 @@ func testRestartMidRun(t *testing.T, mode string) {
 		restartAt = 6 // restart once this many batches are in
 	)
 	ts := startServer(t, nil)
+	// The sink reaches the server through a proxy that stops forwarding at
+	// the id of an event a third into batch restartAt, so the restart cuts
+	// that batch in flight however fast the batches go.
+	cutAt := testEvent(restartAt*batchSize + batchSize/3).ID
+	proxy := newCutProxy(t, strings.TrimPrefix(ts.url(), "nats://"), []byte(cutAt))
 	cfg := jsConfig(ts)
+	cfg.URL = proxy.url()
 	cfg.AckTimeout = 2 * time.Second
 	cfg.BatchPublish = mode
 	core, logs := observer.New(zap.InfoLevel)
@@ -568,24 +575,18 @@ func testRestartMidRun(t *testing.T, mode string) {
 	}
 	defer s.Close()
 
-	// The restart comes once the stream holds part of a batch, so that
-	// it cuts a batch in flight.
 	js := ts.jetStream()
 	restarted := make(chan struct{})
 	go func() {
 		defer close(restarted)
-		for {
-			st, err := js.Stream(context.Background(), "EVENTS")
-			if err == nil && st.CachedInfo().State.Msgs >= restartAt*batchSize+batchSize/3 {
-				break
-			}
-			time.Sleep(time.Millisecond)
-		}
+		<-proxy.cut
 		ts.stop()
+		proxy.dropAll()
 		time.Sleep(300 * time.Millisecond)
 		ts.start()
+		proxy.disarm()
 	}()
-	failures, partials, batchedFailures := 0, 0, 0
+	failures, partials, batchedFailures, firstFailed := 0, 0, 0, -1
 	logged := map[string]bool{}
 	for b := range batches {
 		batch := entries(t, b*batchSize, batchSize)
@@ -596,6 +597,9 @@ func testRestartMidRun(t *testing.T, mode string) {
 				break
 			}
 			failures++
+			if firstFailed < 0 {
+				firstFailed = b
+			}
 			if strings.Contains(err.Error(), "batched publish") {
 				batchedFailures++
 			}
@@ -618,8 +622,8 @@ func testRestartMidRun(t *testing.T, mode string) {
 		}
 	}
 	<-restarted
-	if failures == 0 {
-		t.Fatal("no Deliver failed: the restart did not happen during the run")
+	if firstFailed != restartAt {
+		t.Fatalf("first failure in batch %d, want %d: the restart must cut that batch", firstFailed, restartAt)
 	}
 	t.Logf("%d failed attempts, %d partial, %d of a fast batch", failures, partials, batchedFailures)
 	if batched := mode == BatchPublishOn; batched != (batchedFailures > 0) || batched != s.batched {
