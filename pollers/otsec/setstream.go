@@ -240,7 +240,11 @@ func (s *setStream) record(item gjson.Result, vals []gjson.Result, rank []int) (
 		}
 		key = dev + "/" + cve
 	default:
-		if key = pipeline.Str(qv("id")); key == "" {
+		// A copy: the runner keeps a set stream's keys for as long as the
+		// record is in the set, and a view into the response body would
+		// keep that whole body alive and see it overwritten when the
+		// buffer is reused (the keys above are concatenations: copies).
+		if key = strings.Clone(pipeline.Str(qv("id"))); key == "" {
 			return pipeline.Record{}, fmt.Errorf("patch request has no id at %s; set sources.%s.fields.%s.id",
 				s.lookedAt("id"), s.p.name, s.name)
 		}

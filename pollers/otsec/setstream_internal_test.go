@@ -1,6 +1,8 @@
 package otsec
 
 import (
+	"unsafe"
+
 	"math"
 	"strings"
 	"testing"
@@ -289,4 +291,31 @@ func FuzzSetRecord(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestSetRecordKeysOutliveTheBody: the runner keeps a set stream's keys
+// while the record is in the set, but the body they were read from goes
+// back to the pool after the poll and is overwritten by the next answer.
+// Every key must be a copy, not a view into the body.
+func TestSetRecordKeysOutliveTheBody(t *testing.T) {
+	p := testPoller(nil)
+	for _, c := range []struct{ stream, item, key string }{
+		{StreamDevices, `{"id":17,"mac":"aa:bb","ipv4":"10.0.0.1"}`, "id:17"},
+		{StreamCVEs, `{"deviceId":17,"cveId":"CVE-2021-22681"}`, "id:17/CVE-2021-22681"},
+		{StreamPatchRequests, `{"id":3141,"status":"pending"}`, "3141"},
+		{StreamPatchRequests, `{"id":"PR-77","status":"pending"}`, "PR-77"},
+	} {
+		body := []byte(c.item)
+		s := newSetStream(p, c.stream, "10.0.0.5", "10.0.0.6", 0)
+		recs, err := s.records([]gjson.Result{gjson.Parse(unsafe.String(unsafe.SliceData(body), len(body)))})
+		if err != nil || len(recs) != 1 {
+			t.Fatalf("%s %s: %v %v", c.stream, c.item, recs, err)
+		}
+		for i := range body {
+			body[i] = 'X' // the next answer lands in the same buffer
+		}
+		if recs[0].Key != c.key {
+			t.Errorf("%s: key %q after the body was reused, want %q", c.stream, recs[0].Key, c.key)
+		}
+	}
 }
