@@ -225,8 +225,10 @@ func ParseTime(r gjson.Result) (time.Time, error) {
 		if s == "" {
 			return time.Time{}, ErrNoTime
 		}
-		if f, err := strconv.ParseFloat(s, 64); err == nil {
-			return fromEpoch(f, s)
+		if maybeNumber(s) {
+			if f, err := strconv.ParseFloat(s, 64); err == nil {
+				return fromEpoch(f, s)
+			}
 		}
 		return parseTimeString(s)
 	}
@@ -234,6 +236,20 @@ func ParseTime(r gjson.Result) (time.Time, error) {
 		return time.Time{}, ErrNoTime
 	}
 	return time.Time{}, fmt.Errorf("time value %.40s is not a number or a string", r.Raw)
+}
+
+// maybeNumber reports whether s has only the bytes a decimal number can
+// have, so that a date such as 2025-03-01T08:00:00Z is not first handed to
+// strconv.ParseFloat, whose refusal allocates an error on every record.
+func maybeNumber(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= '0' && c <= '9', c == '.', c == '-', c == '+', c == 'e', c == 'E':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func fromEpoch(f float64, raw string) (time.Time, error) {

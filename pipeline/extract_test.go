@@ -452,3 +452,19 @@ func TestInt(t *testing.T) {
 		}
 	}
 }
+
+// TestParseTimeDoesNotAllocate: timestamps are parsed for every record of
+// every poll, re-read ones included; the common forms cost no allocation
+// (an RFC 3339 string used to be offered to strconv.ParseFloat first, whose
+// refusal allocated an error each time).
+func TestParseTimeDoesNotAllocate(t *testing.T) {
+	for _, js := range []string{`"2025-03-01T08:00:00.123Z"`, `"2025-03-01T08:00:00+01:00"`, `"1700000000123"`, `1700000000`} {
+		r := gjson.Parse(js)
+		if _, err := pipeline.ParseTime(r); err != nil {
+			t.Fatalf("%s: %v", js, err)
+		}
+		if n := testing.AllocsPerRun(100, func() { _, _ = pipeline.ParseTime(r) }); n != 0 {
+			t.Errorf("%s: %.0f allocations, want 0", js, n)
+		}
+	}
+}
