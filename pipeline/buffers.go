@@ -26,7 +26,22 @@ func (p *BufferPool) Get(minCap int) []byte {
 	if minCap == 0 {
 		return nil
 	}
-	return make([]byte, 0, minCap)
+	return make([]byte, 0, RoomFor(minCap))
+}
+
+// RoomFor is the capacity to allocate for a buffer that must hold n bytes
+// and will be reused: n plus an eighth, rounded up to 64 KiB. Bodies and
+// encoded batches of one stream vary by a few bytes from poll to poll, and
+// a pooled buffer allocated to the exact size of the last one would be too
+// small for the next, slightly larger one, and replaced: two buffers
+// alive instead of one, and the garbage collector's target sized by both.
+func RoomFor(n int) int {
+	const round = 64 << 10
+	if n <= 0 {
+		return 0
+	}
+	m := n + n/8
+	return (m + round - 1) / round * round
 }
 
 // Put hands a buffer back; it is dropped when it is empty, past maxCap, or

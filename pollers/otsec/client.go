@@ -174,7 +174,7 @@ func readBody(resp *http.Response, max int64, dst []byte) ([]byte, error) {
 	}
 	if cl >= 0 {
 		if int64(cap(dst)) < cl {
-			dst = make([]byte, cl)
+			dst = make([]byte, pipeline.RoomFor(int(cl)))
 		}
 		b := dst[:cl]
 		if n, err := io.ReadFull(resp.Body, b); err != nil {
