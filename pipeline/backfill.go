@@ -107,7 +107,16 @@ func Backfill(ctx context.Context, p Poller, want func(Stream) bool, since, unti
 			}
 			// Revision 0 of a record that is not journaled: seq 0.
 			stamp(rec.Event, id, rec.Key, 0, 0, nil, observed)
-			items = append(items, item{t: rec.Time, ev: rec.Event})
+			// Kept until every stream is polled, so it must not be the
+			// stream's scratch event, which the next Normalize overwrites:
+			// a copy through the event's own encoding (no changes to lose
+			// at revision 0).
+			ev, err := detach(rec.Event)
+			if err != nil {
+				return stats, fmt.Errorf("backfill stream %s: record %q: %w", id, rec.Key, err)
+			}
+			rec.Event = nil
+			items = append(items, item{t: rec.Time, ev: ev})
 		}
 	}
 	sort.SliceStable(items, func(i, j int) bool { return items[i].t.Before(items[j].t) })
@@ -118,4 +127,14 @@ func Backfill(ctx context.Context, p Poller, want func(Stream) bool, since, unti
 		stats.Events++
 	}
 	return stats, nil
+}
+
+// detach returns a copy of an event that shares no memory the stream that
+// built it may overwrite.
+func detach(ev *Event) (*Event, error) {
+	b, err := MarshalEvent(ev)
+	if err != nil {
+		return nil, err
+	}
+	return UnmarshalEvent(b)
 }

@@ -63,6 +63,9 @@ type Batch struct {
 	// Gap counts records the poll knows it skipped (the page-size cap was hit).
 	Gap int
 	// Normalize, when set, fills in the Event of a record that has none.
+	// The event may live in the stream's scratch space: it is valid until
+	// the next Normalize call of the same stream, so a caller that keeps
+	// events past that must copy them (the runner encodes each at once).
 	Normalize func(*Record) error
 	// Release, when set, is called once the runner is done with the
 	// records, so the stream can reuse the memory they point into.
