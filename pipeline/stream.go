@@ -335,7 +335,8 @@ func (sr *streamRunner) commitNext(recs []Record, plan commitPlan, final bool) (
 		est += len(recs[i].Raw) + 1536
 	}
 	buf := sr.r.bufs.Get(est)
-	defer func() { sr.r.bufs.Put(buf) }()
+	orig := buf // the pool's buffer, which appending past its capacity replaces
+	defer func() { sr.r.bufs.PutReplaced(orig, buf) }()
 	var err error
 	i := 0
 	for ; i < len(recs) && len(seenNew)+len(baseline) < commitChunk; i++ {

@@ -11,7 +11,7 @@ import (
 
 // releaseEvery is how many journal bytes are read or committed before the
 // touched pages of the memory map are handed back to the kernel.
-const releaseEvery = 16 << 20
+const releaseEvery = 8 << 20
 
 // releaseMapping keeps the resident set flat while dispatchers stream
 // through a journal larger than memory and commits walk the file's pages:
@@ -75,4 +75,18 @@ func (s *Store) dropCache(events []Append) {
 		return
 	}
 	_ = unix.Fadvise(int(s.advise.Fd()), 0, 0, unix.FADV_DONTNEED) // a hint: its failure costs only speed
+}
+
+// tailMemory returns the tail cache's ring buffer: n bytes mapped outside
+// the Go heap, so that the garbage collector, which sets its next target
+// as a multiple of the live heap, does not count these 8 MiB twice. The
+// ring lives as long as the store and its contents are always copied in
+// and out, so nothing points into it; it is never unmapped all the same
+// (see pipeline.BufferPool). Pages not yet written cost nothing.
+func tailMemory(n int) []byte {
+	mem, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+	if err != nil {
+		return make([]byte, n)
+	}
+	return mem
 }

@@ -18,7 +18,7 @@ const tailCacheBytes = 8 << 20
 // from the file as before; both give the same bytes.
 //
 // The data lives in one ring buffer of limit bytes, allocated on first use
-// and never again, so memory stays flat however many commits pass through;
+// (outside the Go heap where the system allows: tailMemory) and never again, so memory stays flat however many commits pass through;
 // each entry is stored whole (an entry that does not fit before the end of
 // the buffer starts again at its beginning). The entries are consecutive
 // journal sequence numbers: a commit that does not follow the cached ones
@@ -57,7 +57,7 @@ func (t *tailCache) add(first uint64, events []Append) {
 		t.clearLocked() // a hole (a failed commit): the cache restarts here
 	}
 	if t.buf == nil {
-		t.buf = make([]byte, t.limit)
+		t.buf = tailMemory(t.limit)
 	}
 	for i := range events {
 		t.put(first+uint64(i), events[i].Data)

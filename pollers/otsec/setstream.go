@@ -142,11 +142,12 @@ func (s *setStream) Poll(ctx context.Context, _ pipeline.Position) (pipeline.Bat
 	limit := min(max(cfg.PageLimit, s.lastCount+cfg.PageLimit), cfg.MaxPageLimit)
 	s.mu.Unlock()
 	buf := s.p.bodies.Get(0)
+	first := buf // the pool's buffer, which a larger answer may replace
 	var pg page
 	for {
 		var err error
 		if pg, buf, err = s.fetch(ctx, limit, buf); err != nil {
-			s.p.bodies.Put(buf)
+			s.p.bodies.PutReplaced(first, buf)
 			return pipeline.Batch{}, err
 		}
 		if !listCut(pg, limit) || limit >= cfg.MaxPageLimit {
@@ -156,7 +157,7 @@ func (s *setStream) Poll(ctx context.Context, _ pipeline.Position) (pipeline.Bat
 	}
 	recs, err := s.records(pg.items)
 	if err != nil {
-		s.p.bodies.Put(buf)
+		s.p.bodies.PutReplaced(first, buf)
 		return pipeline.Batch{}, err
 	}
 	batch := pipeline.Batch{Volatile: volatileKeys}
@@ -172,7 +173,7 @@ func (s *setStream) Poll(ctx context.Context, _ pipeline.Position) (pipeline.Bat
 	s.mu.Unlock()
 	batch.Records = recs
 	batch.Normalize = s.build
-	batch.Release = func() { s.p.bodies.Put(buf) }
+	batch.Release = func() { s.p.bodies.PutReplaced(first, buf) }
 	return batch, nil
 }
 

@@ -146,16 +146,17 @@ func (s *stream) Poll(ctx context.Context, pos pipeline.Position) (pipeline.Batc
 	// replaces a smaller one, whose records are no longer needed) and goes
 	// back to the pool when the runner has committed the records.
 	buf := s.p.bodies.Get(0)
+	first := buf // the pool's buffer, which a larger answer may replace
 	for {
 		var err error
 		pg, buf, err = s.fetch(ctx, limit, buf)
 		if err != nil {
-			s.p.bodies.Put(buf)
+			s.p.bodies.PutReplaced(first, buf)
 			return pipeline.Batch{}, err
 		}
 		recs, reached, err = s.normalise(pg.items, pos.Floor)
 		if err != nil {
-			s.p.bodies.Put(buf)
+			s.p.bodies.PutReplaced(first, buf)
 			return pipeline.Batch{}, err
 		}
 		if reached || len(pg.items) < limit || limit >= cfg.MaxPageLimit || (pg.total >= 0 && pg.total <= len(pg.items)) {
@@ -184,7 +185,7 @@ func (s *stream) Poll(ctx context.Context, pos pipeline.Position) (pipeline.Batc
 	}
 	batch.Records = recs
 	batch.Normalize = s.build
-	batch.Release = func() { s.p.bodies.Put(buf) }
+	batch.Release = func() { s.p.bodies.PutReplaced(first, buf) }
 	return batch, nil
 }
 
