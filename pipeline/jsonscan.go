@@ -232,3 +232,164 @@ func Elements(arr string) []gjson.Result {
 	}
 	return out
 }
+
+// arrayElementsEnd returns the raw elements of the array starting at
+// s[i] == '[' and the index just past it, in one walk: the same work as
+// valueEnd over the array, keeping what valueEnd throws away.
+func arrayElementsEnd(s string, i int) ([]string, int) {
+	i = skipSpace(s, i+1)
+	var out []string
+	if i < len(s) && s[i] == ']' {
+		return out, i + 1
+	}
+	for i < len(s) {
+		ve := valueEnd(s, i)
+		if ve <= i {
+			return out, len(s)
+		}
+		out = append(out, s[i:ve])
+		i = skipSpace(s, ve)
+		if i >= len(s) || s[i] != ',' {
+			if i < len(s) && s[i] == ']' {
+				return out, i + 1
+			}
+			return out, len(s)
+		}
+		i = skipSpace(s, i+1)
+	}
+	return out, len(s)
+}
+
+// ListScan is what ScanListEnvelope found in one walk of an envelope.
+type ListScan struct {
+	// Error is the envelope's "error" member (the last one, as with
+	// repeated keys everywhere here); it does not exist when absent.
+	Error gjson.Result
+	// HasData reports a "data" member; DataType is its JSON type.
+	HasData  bool
+	DataType gjson.Type
+	// Items are the records: data itself when it is an array, else the
+	// array under the best-ranked list key of the data object; HasList
+	// says one was found.
+	Items   []gjson.Result
+	HasList bool
+	// Total is the best-ranked non-negative integer under a total key of
+	// the data object, -1 when there is none.
+	Total int
+}
+
+// ScanListEnvelope walks a validated JSON object such as {"error": false,
+// "data": {"items": [...], "total": N}} once, splitting the record list
+// while it passes over it. Taking the envelope's members, then the data
+// object's, then the list's elements in three walks read the list, which
+// is nearly the whole body, three times. listRank and totalRank give a data
+// member's key its rank (lower is better, negative: not a candidate); the
+// result is the one three separate walks with Members and Elements would
+// give.
+func ScanListEnvelope(obj string, listRank, totalRank func(key string) int) ListScan {
+	res := ListScan{Total: -1}
+	i := skipSpace(obj, 0)
+	if i >= len(obj) || obj[i] != '{' {
+		return res
+	}
+	i++
+	for {
+		i = skipSpace(obj, i)
+		if i >= len(obj) || obj[i] != '"' {
+			return res
+		}
+		ke := stringEnd(obj, i)
+		key := unquote(obj[i:ke])
+		i = skipSpace(obj, ke)
+		if i >= len(obj) || obj[i] != ':' {
+			return res
+		}
+		i = skipSpace(obj, i+1)
+		var ve int
+		switch {
+		case key == "data" && i < len(obj) && obj[i] == '[':
+			var elems []string
+			elems, ve = arrayElementsEnd(obj, i)
+			res.HasData, res.DataType, res.HasList, res.Total = true, gjson.JSON, true, -1
+			res.Items = results(elems)
+		case key == "data" && i < len(obj) && obj[i] == '{':
+			res.HasData, res.DataType, res.HasList, res.Items, res.Total = true, gjson.JSON, false, nil, -1
+			ve = scanListObject(obj, i, listRank, totalRank, &res)
+		case key == "data":
+			ve = valueEnd(obj, i)
+			res.HasData, res.DataType, res.HasList, res.Items, res.Total = true, resultOf(obj[i:ve]).Type, false, nil, -1
+		default:
+			ve = valueEnd(obj, i)
+			if key == "error" {
+				res.Error = resultOf(obj[i:ve])
+			}
+		}
+		if ve <= i {
+			return res
+		}
+		i = skipSpace(obj, ve)
+		if i >= len(obj) || obj[i] != ',' {
+			return res
+		}
+		i++
+	}
+}
+
+// scanListObject walks the data object at obj[i] == '{' for ScanListEnvelope
+// and returns the index just past it.
+func scanListObject(obj string, i int, listRank, totalRank func(string) int, res *ListScan) int {
+	bestList, bestTotal := -1, -1
+	i++
+	for {
+		i = skipSpace(obj, i)
+		if i >= len(obj) {
+			return len(obj)
+		}
+		if obj[i] == '}' {
+			return i + 1
+		}
+		if obj[i] != '"' {
+			return len(obj)
+		}
+		ke := stringEnd(obj, i)
+		key := unquote(obj[i:ke])
+		i = skipSpace(obj, ke)
+		if i >= len(obj) || obj[i] != ':' {
+			return len(obj)
+		}
+		i = skipSpace(obj, i+1)
+		var ve int
+		if r := listRank(key); r >= 0 && (bestList < 0 || r < bestList) && i < len(obj) && obj[i] == '[' {
+			var elems []string
+			elems, ve = arrayElementsEnd(obj, i)
+			res.Items, res.HasList, bestList = results(elems), true, r
+		} else {
+			ve = valueEnd(obj, i)
+			if r := totalRank(key); r >= 0 && (bestTotal < 0 || r < bestTotal) {
+				if n, ok := Int(resultOf(obj[i:ve])); ok && n >= 0 {
+					res.Total, bestTotal = n, r
+				}
+			}
+		}
+		if ve <= i {
+			return len(obj)
+		}
+		i = skipSpace(obj, ve)
+		if i < len(obj) && obj[i] == ',' {
+			i++
+			continue
+		}
+		if i < len(obj) && obj[i] == '}' {
+			return i + 1
+		}
+		return len(obj)
+	}
+}
+
+func results(raws []string) []gjson.Result {
+	out := make([]gjson.Result, len(raws))
+	for i, r := range raws {
+		out[i] = resultOf(r)
+	}
+	return out
+}

@@ -107,6 +107,34 @@ func noRedirect(req *http.Request, _ []*http.Request) error {
 // get performs one GET and returns the envelope's data and the body it
 // points into, read into dst's storage when it is large enough.
 func (c *client) get(parent context.Context, path string, query url.Values, dst []byte) (gjson.Result, []byte, error) {
+	status, ctype, body, err := c.exchange(parent, path, query, dst)
+	if err != nil {
+		return gjson.Result{}, body, err
+	}
+	data, err := DecodeEnvelope(status, ctype, body)
+	if err != nil {
+		return gjson.Result{}, body, fmt.Errorf("GET %s: %w", path, err)
+	}
+	return data, body, nil
+}
+
+// getList performs one GET of a list endpoint and returns its records and
+// total (-1 when not given) and the body they point into.
+func (c *client) getList(parent context.Context, path string, query url.Values, dst []byte) ([]gjson.Result, int, []byte, error) {
+	status, ctype, body, err := c.exchange(parent, path, query, dst)
+	if err != nil {
+		return nil, -1, body, err
+	}
+	items, total, err := DecodeListBody(status, ctype, body)
+	if err != nil {
+		return nil, -1, body, fmt.Errorf("GET %s: %w", path, err)
+	}
+	return items, total, body, nil
+}
+
+// exchange performs one GET and reads the whole answer into dst's storage
+// when it is large enough.
+func (c *client) exchange(parent context.Context, path string, query url.Values, dst []byte) (status int, ctype string, body []byte, err error) {
 	ctx, cancel := context.WithTimeout(parent, c.timeout)
 	defer cancel()
 	u := *c.base
@@ -114,28 +142,24 @@ func (c *client) get(parent context.Context, path string, query url.Values, dst 
 	u.RawQuery = query.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return gjson.Result{}, nil, fmt.Errorf("build request: %w", err)
+		return 0, "", nil, fmt.Errorf("build request: %w", err)
 	}
 	tok, err := c.token.Get()
 	if err != nil {
-		return gjson.Result{}, nil, fmt.Errorf("token: %w", err)
+		return 0, "", nil, fmt.Errorf("token: %w", err)
 	}
 	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return gjson.Result{}, nil, c.transportError(parent, path, err)
+		return 0, "", nil, c.transportError(parent, path, err)
 	}
 	defer resp.Body.Close()
-	body, err := readBody(resp, c.maxBody, dst)
+	body, err = readBody(resp, c.maxBody, dst)
 	if err != nil {
-		return gjson.Result{}, nil, c.transportError(parent, path, err)
+		return 0, "", nil, c.transportError(parent, path, err)
 	}
-	data, err := DecodeEnvelope(resp.StatusCode, resp.Header.Get("Content-Type"), body)
-	if err != nil {
-		return gjson.Result{}, body, fmt.Errorf("GET %s: %w", path, err)
-	}
-	return data, body, nil
+	return resp.StatusCode, resp.Header.Get("Content-Type"), body, nil
 }
 
 // transportError words a failed exchange; a timeout says so and names the
@@ -293,6 +317,31 @@ func snippet(b []byte) string {
 		return r
 	}, string(b))
 }
+
+// DecodeListBody is DecodeEnvelope followed by DecodeList, with the same
+// results and errors, for a list endpoint's whole answer. A well-formed
+// answer takes one walk over the body after validation (the list is
+// split while the envelope is read); anything else (an error status, an
+// HTML page, error: true, no list) goes the two-step way, which words the
+// error.
+func DecodeListBody(status int, contentType string, body []byte) ([]gjson.Result, int, error) {
+	trimmed := bytes.TrimSpace(body)
+	if status >= 200 && status <= 299 && len(trimmed) > 0 && trimmed[0] == '{' &&
+		!strings.Contains(strings.ToLower(contentType), "html") && gjson.ValidBytes(trimmed) {
+		scan := pipeline.ScanListEnvelope(unsafe.String(unsafe.SliceData(trimmed), len(trimmed)), listRank, totalRank)
+		if scan.HasList && scan.Error.Type != gjson.True {
+			return scan.Items, scan.Total, nil
+		}
+	}
+	data, err := DecodeEnvelope(status, contentType, body)
+	if err != nil {
+		return nil, -1, err
+	}
+	return DecodeList(data)
+}
+
+func listRank(k string) int  { return slices.Index(listKeys, k) }
+func totalRank(k string) int { return slices.Index(totalKeys, k) }
 
 // listKeys and totalKeys are where a list endpoint's data object may hold
 // the records and their total.

@@ -106,3 +106,51 @@ func FuzzDecodeList(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeListBody: the one-walk decoding of a list answer gives exactly
+// what DecodeEnvelope followed by DecodeList gives: the same records (raw
+// text and type), the same total, the same error text.
+func FuzzDecodeListBody(f *testing.F) {
+	for _, s := range []string{
+		envOK,
+		`{"error":false,"errors":[],"data":{"items":[{"id":1},{"id":2,"s":"a\"]}"}],"total":"2"}}`,
+		`{"error":false,"data":[{"id":1}, 2, "x", [3], null]}`,
+		`{"data":{"list":[1],"items":[2],"total":5,"count":6}}`,
+		`{"data":{"items":[1],"items":[2],"totalCount":-1,"count":"7"}}`,
+		`{"data":{"items":{"a":1},"rows":[3]}}`,
+		`{"data":{"items":[1]},"data":{"rows":[2]}}`,
+		`{"data":{"items":[1]},"data":null}`,
+		`{"data":[1],"error":true,"errors":[{"code":"X","message":"m"}]}`,
+		`{"data":{"page":1}}`, `{"data":{}}`, `{"data":"x"}`, `{"data":null}`, `{"error":false}`,
+		`{"d\u0061ta":{"it\u0065ms":[1],"tot\u0061l":2}}`,
+		` { "data" : { "items" : [ 1 , 2 ] , "total" : 2 } } `,
+		`{"data":{"items":[],"total":1e300}}`, `{"data":[]}`, `[1]`, `{"data":[1`, ``,
+	} {
+		f.Add(200, "application/json", []byte(s))
+	}
+	f.Add(500, "", []byte(`{"data":[1]}`))
+	f.Add(200, "text/html", []byte(`{"data":[1]}`))
+	f.Fuzz(func(t *testing.T, status int, ctype string, body []byte) {
+		items, total, err := DecodeListBody(status, ctype, body)
+		var wantItems []gjson.Result
+		wantTotal := -1
+		data, wantErr := DecodeEnvelope(status, ctype, body)
+		if wantErr == nil {
+			wantItems, wantTotal, wantErr = DecodeList(data)
+		}
+		if (err == nil) != (wantErr == nil) || err != nil && err.Error() != wantErr.Error() {
+			t.Fatalf("DecodeListBody(%d, %q, %q) error %v, two steps give %v", status, ctype, body, err, wantErr)
+		}
+		if err != nil {
+			return
+		}
+		if total != wantTotal || len(items) != len(wantItems) {
+			t.Fatalf("DecodeListBody(%q) = %d items, total %d; two steps give %d, %d", body, len(items), total, len(wantItems), wantTotal)
+		}
+		for i := range items {
+			if items[i].Raw != wantItems[i].Raw || items[i].Type != wantItems[i].Type {
+				t.Fatalf("DecodeListBody(%q) item %d = %q, two steps give %q", body, i, items[i].Raw, wantItems[i].Raw)
+			}
+		}
+	})
+}

@@ -80,16 +80,12 @@ func (p *Poller) Streams(ctx context.Context) ([]pipeline.Stream, error) {
 // list GETs a list endpoint into buf's storage and decodes its records; it
 // returns the buffer now holding the body.
 func (p *Poller) list(ctx context.Context, path string, q url.Values, buf []byte) (page, []byte, error) {
-	data, body, err := p.client.get(ctx, path, q, buf)
+	items, total, body, err := p.client.getList(ctx, path, q, buf)
 	if body != nil {
 		buf = body
 	}
 	if err != nil {
 		return page{}, buf, err
-	}
-	items, total, err := DecodeList(data)
-	if err != nil {
-		return page{}, buf, fmt.Errorf("GET %s: %w", path, err)
 	}
 	return page{items: items, total: total}, buf, nil
 }
