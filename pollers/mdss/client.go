@@ -280,7 +280,7 @@ var htmlTitle = regexp.MustCompile(`(?is)<title[^>]*>(.*?)</title>`)
 // HTML title.
 func decodeBody(method, pathQuery string, resp response, secretsOf func() []string, quote bool) (gjson.Result, error) {
 	trimmed := bytes.TrimSpace(bytes.TrimPrefix(resp.body, []byte("\xef\xbb\xbf")))
-	valid := gjson.ValidBytes(trimmed)
+	valid := pipeline.ValidJSON(trimmed)
 	var secrets []string
 	if secretsOf != nil && (!valid || resp.status < 200 || resp.status > 299) {
 		secrets = secretsOf() // only failures quote anything

@@ -62,7 +62,7 @@ func (p *Poller) NormalizeFileScanned(raw []byte) (pipeline.Record, error) {
 
 // webhookDoc checks a payload and its notification type.
 func webhookDoc(raw []byte, want string) (gjson.Result, error) {
-	if !gjson.ValidBytes(raw) {
+	if !pipeline.ValidJSON(raw) {
 		return gjson.Result{}, fmt.Errorf("%s webhook payload is not valid JSON (%d bytes)", want, len(raw))
 	}
 	doc := gjson.ParseBytes(raw)

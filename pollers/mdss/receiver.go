@@ -217,7 +217,7 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request, p Pusher) {
 		r.answer(w, http.StatusBadRequest, "reading body: "+err.Error(), &r.rejected)
 		return
 	}
-	if !gjson.ValidBytes(body) || !gjson.ParseBytes(body).IsObject() {
+	if !pipeline.ValidJSON(body) || !gjson.ParseBytes(body).IsObject() {
 		r.answer(w, http.StatusBadRequest, "body is not a JSON object", &r.rejected)
 		return
 	}

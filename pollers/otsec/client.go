@@ -235,7 +235,7 @@ func DecodeEnvelope(status int, contentType string, body []byte) (gjson.Result, 
 		}
 		return gjson.Result{}, err
 	}
-	valid := gjson.ValidBytes(trimmed)
+	valid := pipeline.ValidJSON(trimmed)
 	if status == http.StatusUnauthorized {
 		e := &APIError{Status: status}
 		if valid {
@@ -327,7 +327,7 @@ func snippet(b []byte) string {
 func DecodeListBody(status int, contentType string, body []byte) ([]gjson.Result, int, error) {
 	trimmed := bytes.TrimSpace(body)
 	if status >= 200 && status <= 299 && len(trimmed) > 0 && trimmed[0] == '{' &&
-		!strings.Contains(strings.ToLower(contentType), "html") && gjson.ValidBytes(trimmed) {
+		!strings.Contains(strings.ToLower(contentType), "html") && pipeline.ValidJSON(trimmed) {
 		scan := pipeline.ScanListEnvelope(unsafe.String(unsafe.SliceData(trimmed), len(trimmed)), listRank, totalRank)
 		if scan.HasList && scan.Error.Type != gjson.True {
 			return scan.Items, scan.Total, nil
