@@ -233,31 +233,30 @@ func Elements(arr string) []gjson.Result {
 	return out
 }
 
-// arrayElementsEnd returns the raw elements of the array starting at
-// s[i] == '[' and the index just past it, in one walk: the same work as
-// valueEnd over the array, keeping what valueEnd throws away.
-func arrayElementsEnd(s string, i int) ([]string, int) {
+// validElements checks the array starting at s[i] == '[' and returns its
+// raw elements and the index just past it, in one walk.
+func validElements(s string, i int) ([]string, int, bool) {
 	i = skipSpace(s, i+1)
 	var out []string
 	if i < len(s) && s[i] == ']' {
-		return out, i + 1
+		return out, i + 1, true
 	}
-	for i < len(s) {
-		ve := valueEnd(s, i)
-		if ve <= i {
-			return out, len(s)
+	for {
+		ve, ok := validValue(s, i)
+		if !ok {
+			return nil, ve, false
 		}
 		out = append(out, s[i:ve])
 		i = skipSpace(s, ve)
-		if i >= len(s) || s[i] != ',' {
-			if i < len(s) && s[i] == ']' {
-				return out, i + 1
-			}
-			return out, len(s)
+		switch {
+		case i < len(s) && s[i] == ',':
+			i = skipSpace(s, i+1)
+		case i < len(s) && s[i] == ']':
+			return out, i + 1, true
+		default:
+			return nil, i, false
 		}
-		i = skipSpace(s, i+1)
 	}
-	return out, len(s)
 }
 
 // ListScan is what ScanListEnvelope found in one walk of an envelope.
@@ -278,111 +277,109 @@ type ListScan struct {
 	Total int
 }
 
-// ScanListEnvelope walks a validated JSON object such as {"error": false,
-// "data": {"items": [...], "total": N}} once, splitting the record list
-// while it passes over it. Taking the envelope's members, then the data
-// object's, then the list's elements in three walks read the list, which
-// is nearly the whole body, three times. listRank and totalRank give a data
-// member's key its rank (lower is better, negative: not a candidate); the
-// result is the one three separate walks with Members and Elements would
-// give.
-func ScanListEnvelope(obj string, listRank, totalRank func(key string) int) ListScan {
-	res := ListScan{Total: -1}
+// ScanListEnvelope validates body, which should be a JSON object such as
+// {"error": false, "data": {"items": [...], "total": N}}, and reads it in
+// the same walk, splitting the record list as it passes over it. The
+// envelope's members, the data object's and the list's elements taken in
+// separate walks after a validation pass read the list, nearly the whole
+// body, four times. ok is false when body is not valid JSON or not an
+// object (the result is then empty); a valid body gives what ValidJSON,
+// Members and Elements would. listRank and totalRank give a data member's
+// key its rank (lower is better, negative: not a candidate).
+func ScanListEnvelope(body []byte, listRank, totalRank func(key string) int) (res ListScan, ok bool) {
+	obj := unsafe.String(unsafe.SliceData(body), len(body))
+	res.Total = -1
 	i := skipSpace(obj, 0)
 	if i >= len(obj) || obj[i] != '{' {
-		return res
+		return ListScan{Total: -1}, false
 	}
-	i++
+	i = skipSpace(obj, i+1)
+	if i < len(obj) && obj[i] == '}' {
+		return res, skipSpace(obj, i+1) == len(obj)
+	}
 	for {
-		i = skipSpace(obj, i)
-		if i >= len(obj) || obj[i] != '"' {
-			return res
+		rawKey, ve, ok := keyAndValue(obj, i)
+		if !ok {
+			return ListScan{Total: -1}, false
 		}
-		ke := stringEnd(obj, i)
-		key := unquote(obj[i:ke])
-		i = skipSpace(obj, ke)
-		if i >= len(obj) || obj[i] != ':' {
-			return res
-		}
-		i = skipSpace(obj, i+1)
-		var ve int
+		key := unquote(rawKey)
+		i = ve
 		switch {
 		case key == "data" && i < len(obj) && obj[i] == '[':
 			var elems []string
-			elems, ve = arrayElementsEnd(obj, i)
+			if elems, ve, ok = validElements(obj, i); !ok {
+				return ListScan{Total: -1}, false
+			}
 			res.HasData, res.DataType, res.HasList, res.Total = true, gjson.JSON, true, -1
 			res.Items = results(elems)
 		case key == "data" && i < len(obj) && obj[i] == '{':
 			res.HasData, res.DataType, res.HasList, res.Items, res.Total = true, gjson.JSON, false, nil, -1
-			ve = scanListObject(obj, i, listRank, totalRank, &res)
-		case key == "data":
-			ve = valueEnd(obj, i)
-			res.HasData, res.DataType, res.HasList, res.Items, res.Total = true, resultOf(obj[i:ve]).Type, false, nil, -1
+			if ve, ok = scanListObject(obj, i, listRank, totalRank, &res); !ok {
+				return ListScan{Total: -1}, false
+			}
 		default:
-			ve = valueEnd(obj, i)
-			if key == "error" {
+			if ve, ok = validValue(obj, i); !ok {
+				return ListScan{Total: -1}, false
+			}
+			switch key {
+			case "data":
+				res.HasData, res.DataType, res.HasList, res.Items, res.Total = true, resultOf(obj[i:ve]).Type, false, nil, -1
+			case "error":
 				res.Error = resultOf(obj[i:ve])
 			}
 		}
-		if ve <= i {
-			return res
-		}
 		i = skipSpace(obj, ve)
-		if i >= len(obj) || obj[i] != ',' {
-			return res
+		switch {
+		case i < len(obj) && obj[i] == ',':
+			i = skipSpace(obj, i+1)
+		case i < len(obj) && obj[i] == '}':
+			return res, skipSpace(obj, i+1) == len(obj)
+		default:
+			return ListScan{Total: -1}, false
 		}
-		i++
 	}
 }
 
-// scanListObject walks the data object at obj[i] == '{' for ScanListEnvelope
-// and returns the index just past it.
-func scanListObject(obj string, i int, listRank, totalRank func(string) int, res *ListScan) int {
+// scanListObject validates and reads the data object at obj[i] == '{' for
+// ScanListEnvelope and returns the index just past it.
+func scanListObject(obj string, i int, listRank, totalRank func(string) int, res *ListScan) (int, bool) {
 	bestList, bestTotal := -1, -1
-	i++
+	i = skipSpace(obj, i+1)
+	if i < len(obj) && obj[i] == '}' {
+		return i + 1, true
+	}
 	for {
-		i = skipSpace(obj, i)
-		if i >= len(obj) {
-			return len(obj)
+		rawKey, ve, ok := keyAndValue(obj, i)
+		if !ok {
+			return ve, false
 		}
-		if obj[i] == '}' {
-			return i + 1
-		}
-		if obj[i] != '"' {
-			return len(obj)
-		}
-		ke := stringEnd(obj, i)
-		key := unquote(obj[i:ke])
-		i = skipSpace(obj, ke)
-		if i >= len(obj) || obj[i] != ':' {
-			return len(obj)
-		}
-		i = skipSpace(obj, i+1)
-		var ve int
+		key := unquote(rawKey)
+		i = ve
 		if r := listRank(key); r >= 0 && (bestList < 0 || r < bestList) && i < len(obj) && obj[i] == '[' {
 			var elems []string
-			elems, ve = arrayElementsEnd(obj, i)
+			if elems, ve, ok = validElements(obj, i); !ok {
+				return ve, false
+			}
 			res.Items, res.HasList, bestList = results(elems), true, r
 		} else {
-			ve = valueEnd(obj, i)
+			if ve, ok = validValue(obj, i); !ok {
+				return ve, false
+			}
 			if r := totalRank(key); r >= 0 && (bestTotal < 0 || r < bestTotal) {
 				if n, ok := Int(resultOf(obj[i:ve])); ok && n >= 0 {
 					res.Total, bestTotal = n, r
 				}
 			}
 		}
-		if ve <= i {
-			return len(obj)
-		}
 		i = skipSpace(obj, ve)
-		if i < len(obj) && obj[i] == ',' {
-			i++
-			continue
+		switch {
+		case i < len(obj) && obj[i] == ',':
+			i = skipSpace(obj, i+1)
+		case i < len(obj) && obj[i] == '}':
+			return i + 1, true
+		default:
+			return i, false
 		}
-		if i < len(obj) && obj[i] == '}' {
-			return i + 1
-		}
-		return len(obj)
 	}
 }
 

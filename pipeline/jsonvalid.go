@@ -16,12 +16,19 @@ import "unsafe"
 //     stack growing with it.
 func ValidJSON(b []byte) bool {
 	s := unsafe.String(unsafe.SliceData(b), len(b))
-	var open []byte // '{' or '[' of each open container, innermost last
-	i := skipSpace(s, 0)
+	end, ok := validValue(s, skipSpace(s, 0))
+	return ok && skipSpace(s, end) == len(s)
+}
+
+// validValue checks the JSON value starting at s[i] and returns the index
+// just past it: what ValidJSON checks, for one value inside a larger text.
+func validValue(s string, i int) (int, bool) {
+	var stack [16]byte
+	open := stack[:0] // '{' or '[' of each open container, innermost last
 	for {
 		// A value starts at s[i].
 		if i >= len(s) {
-			return false
+			return i, false
 		}
 		switch c := s[i]; {
 		case c == '{':
@@ -33,7 +40,7 @@ func ValidJSON(b []byte) bool {
 			open = append(open, '{')
 			var ok bool
 			if i, ok = memberKey(s, i); !ok {
-				return false
+				return i, false
 			}
 			continue
 		case c == '[':
@@ -47,12 +54,12 @@ func ValidJSON(b []byte) bool {
 		case c == '"':
 			var ok bool
 			if i, ok = validString(s, i+1); !ok {
-				return false
+				return i, false
 			}
 		case c == '-' || c >= '0' && c <= '9':
 			var ok bool
 			if i, ok = validNumber(s, i); !ok {
-				return false
+				return i, false
 			}
 		case c == 't' && len(s)-i >= 4 && s[i:i+4] == "true",
 			c == 'n' && len(s)-i >= 4 && s[i:i+4] == "null":
@@ -60,16 +67,16 @@ func ValidJSON(b []byte) bool {
 		case c == 'f' && len(s)-i >= 5 && s[i:i+5] == "false":
 			i += 5
 		default:
-			return false
+			return i, false
 		}
 		// After a value: close containers, or go on to the next value.
 		for {
-			i = skipSpace(s, i)
 			if len(open) == 0 {
-				return i == len(s)
+				return i, true
 			}
+			i = skipSpace(s, i)
 			if i >= len(s) {
-				return false
+				return i, false
 			}
 			top := open[len(open)-1]
 			switch c := s[i]; {
@@ -78,7 +85,7 @@ func ValidJSON(b []byte) bool {
 				if top == '{' {
 					var ok bool
 					if i, ok = memberKey(s, i); !ok {
-						return false
+						return i, false
 					}
 				}
 			case c == '}' && top == '{', c == ']' && top == '[':
@@ -86,7 +93,7 @@ func ValidJSON(b []byte) bool {
 				i++
 				continue
 			default:
-				return false
+				return i, false
 			}
 			break
 		}
@@ -96,18 +103,26 @@ func ValidJSON(b []byte) bool {
 // memberKey checks the key and colon of an object member starting at
 // s[i] and returns where its value starts.
 func memberKey(s string, i int) (int, bool) {
+	_, v, ok := keyAndValue(s, i)
+	return v, ok
+}
+
+// keyAndValue checks the key and colon of an object member starting at
+// s[i]; it returns the key as raw JSON (with its quotes) and where the
+// value starts.
+func keyAndValue(s string, i int) (rawKey string, value int, ok bool) {
 	if i >= len(s) || s[i] != '"' {
-		return i, false
+		return "", i, false
 	}
-	i, ok := validString(s, i+1)
+	ke, ok := validString(s, i+1)
 	if !ok {
-		return i, false
+		return "", ke, false
 	}
-	i = skipSpace(s, i)
-	if i >= len(s) || s[i] != ':' {
-		return i, false
+	j := skipSpace(s, ke)
+	if j >= len(s) || s[j] != ':' {
+		return "", j, false
 	}
-	return skipSpace(s, i+1), true
+	return s[i:ke], skipSpace(s, j+1), true
 }
 
 // validString checks a string whose opening quote is just before s[i] and

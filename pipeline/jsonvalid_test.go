@@ -75,3 +75,31 @@ func BenchmarkValidJSON(b *testing.B) {
 		})
 	}
 }
+
+// FuzzScanListEnvelope: the walk that reads an envelope accepts a body
+// exactly when it is valid JSON (gjson's judgement) and an object.
+func FuzzScanListEnvelope(f *testing.F) {
+	for _, s := range []string{
+		`{"error":false,"data":{"items":[{"id":1}],"total":1}}`, `{"data":[1,2]}`, `{"data":[1,]}`, `{"data":{"items":[1}}`,
+		`{}`, ` { } `, `{"a":1}x`, `[1]`, `{"data":{"items":[1],"total":"2"},"error":true}`, `{"data" :[ ] , "x":{"y":[{}]}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	rank := func(keys ...string) func(string) int {
+		return func(k string) int {
+			for i, x := range keys {
+				if x == k {
+					return i
+				}
+			}
+			return -1
+		}
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, ok := pipeline.ScanListEnvelope(b, rank("items", "data"), rank("total"))
+		want := gjson.ValidBytes(b) && gjson.ParseBytes(b).IsObject()
+		if ok != want {
+			t.Fatalf("ScanListEnvelope(%q) ok = %v, want %v", b, ok, want)
+		}
+	})
+}

@@ -320,16 +320,16 @@ func snippet(b []byte) string {
 
 // DecodeListBody is DecodeEnvelope followed by DecodeList, with the same
 // results and errors, for a list endpoint's whole answer. A well-formed
-// answer takes one walk over the body after validation (the list is
-// split while the envelope is read); anything else (an error status, an
-// HTML page, error: true, no list) goes the two-step way, which words the
-// error.
+// answer takes one walk over the body, which validates it and splits the
+// list as it goes; anything else (an error status, an HTML page, JSON that
+// is not valid, error: true, no list) goes the two-step way, which words
+// the error.
 func DecodeListBody(status int, contentType string, body []byte) ([]gjson.Result, int, error) {
 	trimmed := bytes.TrimSpace(body)
 	if status >= 200 && status <= 299 && len(trimmed) > 0 && trimmed[0] == '{' &&
-		!strings.Contains(strings.ToLower(contentType), "html") && pipeline.ValidJSON(trimmed) {
-		scan := pipeline.ScanListEnvelope(unsafe.String(unsafe.SliceData(trimmed), len(trimmed)), listRank, totalRank)
-		if scan.HasList && scan.Error.Type != gjson.True {
+		!strings.Contains(strings.ToLower(contentType), "html") {
+		scan, valid := pipeline.ScanListEnvelope(trimmed, listRank, totalRank)
+		if valid && scan.HasList && scan.Error.Type != gjson.True {
 			return scan.Items, scan.Total, nil
 		}
 	}
