@@ -486,12 +486,26 @@ func (s *Sink) publishJetStream(ctx context.Context, f *flight) {
 				break
 			}
 		}
+		s.amu.Lock()
 		f.status[i] = stSent
+		s.amu.Unlock()
 		if _, err := s.js.PublishMsgAsync(&f.slots[i].msg); err != nil {
-			if s.tooLarge(f, i, err) {
+			// The library may have registered the message before the write
+			// failed, and its reconnect goroutine then reports it to
+			// onAckErr: the status is shared with resolve from here on.
+			s.amu.Lock()
+			resolved := f.status[i] != stSent
+			if !resolved && !s.tooLarge(f, i, err) {
+				f.status[i], f.errs[i] = stFailed, fmt.Errorf("publish: %w", err)
+			}
+			tooLarge := f.status[i] == stRejected && errors.Is(err, natsgo.ErrMaxPayload)
+			s.amu.Unlock()
+			if resolved {
+				sent++ // counted in acked already: keep acked <= sent
+			}
+			if tooLarge {
 				continue
 			}
-			f.status[i], f.errs[i] = stFailed, fmt.Errorf("publish: %w", err)
 			break
 		}
 		sent++
