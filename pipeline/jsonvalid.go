@@ -31,25 +31,19 @@ func validValue(s string, i int) (int, bool) {
 			return i, false
 		}
 		switch c := s[i]; {
-		case c == '{':
+		case c == '{' || c == '[':
 			i = skipSpace(s, i+1)
-			if i < len(s) && s[i] == '}' {
+			if i < len(s) && s[i] == c+2 { // '}' and ']' are two past '{' and '['
 				i++
 				break
 			}
-			open = append(open, '{')
-			var ok bool
-			if i, ok = memberKey(s, i); !ok {
-				return i, false
+			open = append(open, c)
+			if c == '{' {
+				var ok bool
+				if i, ok = memberKey(s, i); !ok {
+					return i, false
+				}
 			}
-			continue
-		case c == '[':
-			i = skipSpace(s, i+1)
-			if i < len(s) && s[i] == ']' {
-				i++
-				break
-			}
-			open = append(open, '[')
 			continue
 		case c == '"':
 			var ok bool
