@@ -185,7 +185,10 @@ func (s *stream) Poll(ctx context.Context, pos pipeline.Position) (pipeline.Batc
 	}
 	batch.Records = recs
 	batch.Normalize = s.build
-	batch.Release = func() { s.p.bodies.PutReplaced(first, buf) }
+	batch.Release = func() {
+		s.ev = eventScratch{} // its strings point into the body
+		s.p.bodies.PutReplaced(first, buf)
+	}
 	return batch, nil
 }
 
