@@ -224,14 +224,7 @@ func RawMembers(obj string, fn func(rawKey, rawVal string) bool) { forEachMember
 
 // Elements returns the elements of a JSON array as results. The JSON must
 // be valid.
-func Elements(arr string) []gjson.Result {
-	raws := arrayElements(arr)
-	out := make([]gjson.Result, len(raws))
-	for i, r := range raws {
-		out[i] = resultOf(r)
-	}
-	return out
-}
+func Elements(arr string) []gjson.Result { return results(arrayElements(arr)) }
 
 // validElements checks the array starting at s[i] == '[' and returns its
 // raw elements and the index just past it, in one walk.
@@ -264,16 +257,13 @@ type ListScan struct {
 	// Error is the envelope's "error" member (the last one, as with
 	// repeated keys everywhere here); it does not exist when absent.
 	Error gjson.Result
-	// HasData reports a "data" member; DataType is its JSON type.
-	HasData  bool
-	DataType gjson.Type
-	// Items are the records: data itself when it is an array, else the
-	// array under the best-ranked list key of the data object; HasList
-	// says one was found.
+	// Items are the records of the last "data" member: data itself when
+	// it is an array, else the array under the best-ranked list key of the
+	// data object; HasList says one was found.
 	Items   []gjson.Result
 	HasList bool
 	// Total is the best-ranked non-negative integer under a total key of
-	// the data object, -1 when there is none.
+	// that data object, -1 when there is none.
 	Total int
 }
 
@@ -287,11 +277,12 @@ type ListScan struct {
 // Members and Elements would. listRank and totalRank give a data member's
 // key its rank (lower is better, negative: not a candidate).
 func ScanListEnvelope(body []byte, listRank, totalRank func(key string) int) (res ListScan, ok bool) {
+	invalid := ListScan{Total: -1}
 	obj := unsafe.String(unsafe.SliceData(body), len(body))
 	res.Total = -1
 	i := skipSpace(obj, 0)
 	if i >= len(obj) || obj[i] != '{' {
-		return ListScan{Total: -1}, false
+		return invalid, false
 	}
 	i = skipSpace(obj, i+1)
 	if i < len(obj) && obj[i] == '}' {
@@ -300,33 +291,28 @@ func ScanListEnvelope(body []byte, listRank, totalRank func(key string) int) (re
 	for {
 		rawKey, ve, ok := keyAndValue(obj, i)
 		if !ok {
-			return ListScan{Total: -1}, false
+			return invalid, false
 		}
 		key := unquote(rawKey)
 		i = ve
+		if key == "data" { // the last one counts
+			res.Items, res.HasList, res.Total = nil, false, -1
+		}
 		switch {
 		case key == "data" && i < len(obj) && obj[i] == '[':
 			var elems []string
-			if elems, ve, ok = validElements(obj, i); !ok {
-				return ListScan{Total: -1}, false
-			}
-			res.HasData, res.DataType, res.HasList, res.Total = true, gjson.JSON, true, -1
-			res.Items = results(elems)
+			elems, ve, ok = validElements(obj, i)
+			res.Items, res.HasList = results(elems), ok
 		case key == "data" && i < len(obj) && obj[i] == '{':
-			res.HasData, res.DataType, res.HasList, res.Items, res.Total = true, gjson.JSON, false, nil, -1
-			if ve, ok = scanListObject(obj, i, listRank, totalRank, &res); !ok {
-				return ListScan{Total: -1}, false
-			}
+			ve, ok = scanListObject(obj, i, listRank, totalRank, &res)
 		default:
-			if ve, ok = validValue(obj, i); !ok {
-				return ListScan{Total: -1}, false
-			}
-			switch key {
-			case "data":
-				res.HasData, res.DataType, res.HasList, res.Items, res.Total = true, resultOf(obj[i:ve]).Type, false, nil, -1
-			case "error":
+			ve, ok = validValue(obj, i)
+			if key == "error" {
 				res.Error = resultOf(obj[i:ve])
 			}
+		}
+		if !ok {
+			return invalid, false
 		}
 		i = skipSpace(obj, ve)
 		switch {
@@ -335,7 +321,7 @@ func ScanListEnvelope(body []byte, listRank, totalRank func(key string) int) (re
 		case i < len(obj) && obj[i] == '}':
 			return res, skipSpace(obj, i+1) == len(obj)
 		default:
-			return ListScan{Total: -1}, false
+			return invalid, false
 		}
 	}
 }
@@ -383,6 +369,7 @@ func scanListObject(obj string, i int, listRank, totalRank func(string) int, res
 	}
 }
 
+// results describes raw JSON values as gjson results.
 func results(raws []string) []gjson.Result {
 	out := make([]gjson.Result, len(raws))
 	for i, r := range raws {
