@@ -494,11 +494,12 @@ func (s *Sink) publishJetStream(ctx context.Context, f *flight) {
 			// failed, and its reconnect goroutine then reports it to
 			// onAckErr: the status is shared with resolve from here on.
 			s.amu.Lock()
-			resolved := f.status[i] != stSent
-			if !resolved && !s.tooLarge(f, i, err) {
-				f.status[i], f.errs[i] = stFailed, fmt.Errorf("publish: %w", err)
+			resolved, tooLarge := f.status[i] != stSent, false
+			if !resolved {
+				if tooLarge = s.tooLarge(f, i, err); !tooLarge {
+					f.status[i], f.errs[i] = stFailed, fmt.Errorf("publish: %w", err)
+				}
 			}
-			tooLarge := f.status[i] == stRejected && errors.Is(err, natsgo.ErrMaxPayload)
 			s.amu.Unlock()
 			if resolved {
 				sent++ // counted in acked already: keep acked <= sent
