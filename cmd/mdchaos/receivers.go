@@ -218,7 +218,7 @@ type rsyslogd struct {
 	dir, port string
 	cmd       *exec.Cmd
 	exited    chan struct{}
-	stderr    *syncBuffer
+	stderr    *harness.Output
 }
 
 func newRsyslogd(dir string) (*rsyslogd, error) {
@@ -229,7 +229,7 @@ func newRsyslogd(dir string) (*rsyslogd, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &rsyslogd{dir: dir, port: port, stderr: &syncBuffer{}}
+	r := &rsyslogd{dir: dir, port: port, stderr: &harness.Output{Max: 1 << 20}}
 	conf := fmt.Sprintf(`global(workDirectory=%q maxMessageSize="64k")
 module(load="imtcp" maxSessions="32")
 template(name="t_chaos" type="string" string="%%timegenerated:::date-rfc3339%% %%msg%%\n")
@@ -264,12 +264,12 @@ func (r *rsyslogd) start() error {
 		}
 		select {
 		case <-exited:
-			return fmt.Errorf("rsyslogd exited at start:\n%s", r.stderr.String())
+			return fmt.Errorf("rsyslogd exited at start:\n%s", strings.TrimSpace(r.stderr.String()))
 		default:
 		}
 		if time.Now().After(deadline) {
 			_ = r.stop()
-			return fmt.Errorf("rsyslogd does not accept on %s: %w\n%s", r.addr(), err, r.stderr.String())
+			return fmt.Errorf("rsyslogd does not accept on %s: %w\n%s", r.addr(), err, strings.TrimSpace(r.stderr.String()))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -369,25 +369,4 @@ func (s *tcpSyslog) stop() error {
 	err := s.f.Close()
 	s.srv, s.f = nil, nil
 	return err
-}
-
-// syncBuffer collects a child's output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.b.Len() > 1<<20 {
-		return len(p), nil
-	}
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.TrimSpace(s.b.String())
 }

@@ -18,35 +18,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mdbridge/mdbridge/cmd/internal/harness"
 	"github.com/mdbridge/mdbridge/pollers/otsec/otsectest"
 )
-
-// syncBuffer is a bytes.Buffer safe for the writer goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 var startLine = regexp.MustCompile(`mdsim: serving (https?://\S+) token=(\S+).*?(?: ca=(\S+))?\n`)
 
 // start runs mdsim with args and returns its URL, CA path and a stop
 // function that cancels it and returns run's error.
-func start(t *testing.T, args ...string) (base, ca string, out *syncBuffer, stop func() error) {
+func start(t *testing.T, args ...string) (base, ca string, out *harness.Output, stop func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	out = &syncBuffer{}
+	out = &harness.Output{}
 	errc := make(chan error, 1)
 	go func() { errc <- run(ctx, args, out) }()
 	deadline := time.Now().Add(30 * time.Second)

@@ -1,7 +1,8 @@
 // Package harness holds what the load command (mdload) and the reliability
 // suite (mdchaos) both need around the bridge they drive: building the
 // module's commands, starting children that die with their parent, reading
-// the end of a log, and a syslog receiver on loopback.
+// the end of a log, a child's collected output, and a syslog receiver on
+// loopback.
 package harness
 
 import (
@@ -149,4 +150,33 @@ func (s *OctetServer) Close() {
 	s.conns = nil
 	s.mu.Unlock()
 	s.wg.Wait()
+}
+
+// Output collects a child's output: safe for the goroutine that writes it
+// and for readers at the same time. With Max set it keeps only the first
+// Max bytes and drops the rest, so a chatty child cannot fill memory.
+type Output struct {
+	Max int
+
+	mu sync.Mutex
+	b  []byte
+}
+
+// Write implements io.Writer; it never fails.
+func (o *Output) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.Max > 0 && len(o.b)+len(p) > o.Max {
+		o.b = append(o.b, p[:max(0, o.Max-len(o.b))]...)
+		return len(p), nil
+	}
+	o.b = append(o.b, p...)
+	return len(p), nil
+}
+
+// String returns what was written so far.
+func (o *Output) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return string(o.b)
 }

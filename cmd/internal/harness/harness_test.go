@@ -67,3 +67,30 @@ func TestTail(t *testing.T) {
 		t.Error("Tail of a missing file should say why")
 	}
 }
+
+// TestOutput: writes from several goroutines all arrive; with Max, only
+// the first Max bytes are kept and Write still reports the whole write.
+func TestOutput(t *testing.T) {
+	var o Output
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 100 {
+				o.Write([]byte("ab"))
+			}
+		})
+	}
+	wg.Wait()
+	if n := len(o.String()); n != 1600 {
+		t.Errorf("%d bytes collected, want 1600", n)
+	}
+	capped := Output{Max: 5}
+	for _, w := range []string{"abc", "def", "ghi"} {
+		if n, err := capped.Write([]byte(w)); n != 3 || err != nil {
+			t.Fatalf("Write(%q) = %d, %v", w, n, err)
+		}
+	}
+	if got := capped.String(); got != "abcde" {
+		t.Errorf("capped output %q, want %q", got, "abcde")
+	}
+}
