@@ -471,28 +471,36 @@ type jetStream struct {
 
 const jsStream = "MDBRIDGE"
 
-func startJetStream(t *testing.T, storeDir string) *jetStream {
+// startNATSServer starts an embedded nats-server on a free loopback port
+// with opts (Host, Port, NoLog and NoSigs are set here) and shuts it down
+// when the test ends.
+func startNATSServer(t *testing.T, opts server.Options) *server.Server {
 	t.Helper()
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: storeDir,
-		NoLog: true, NoSigs: true})
+	opts.Host, opts.Port, opts.NoLog, opts.NoSigs = "127.0.0.1", -1, true, true
+	srv, err := server.NewServer(&opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	go srv.Start()
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
 	if !srv.ReadyForConnections(10 * time.Second) {
-		srv.Shutdown()
 		t.Fatal("nats-server did not start within 10 s")
 	}
+	return srv
+}
+
+func startJetStream(t *testing.T, storeDir string) *jetStream {
+	t.Helper()
+	srv := startNATSServer(t, server.Options{JetStream: true, StoreDir: storeDir})
 	nc, err := natsgo.Connect(srv.ClientURL())
 	if err != nil {
-		srv.Shutdown()
 		t.Fatal(err)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { nc.Close(); srv.Shutdown(); srv.WaitForShutdown() })
+	t.Cleanup(nc.Close)
 	return &jetStream{srv: srv, nc: nc, js: js}
 }
 

@@ -182,15 +182,7 @@ func TestSecretsNeverShown(t *testing.T) {
 	site := ot.Sites()[0]
 	md := mdsstest.NewServer(mdsstest.Options{APIKey: "the-fake-accepts-only-this", Users: map[string]string{"analyst": "only-this-password"}})
 	defer md.Close()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, Authorization: "the-server-accepts-only-this", NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server did not start")
-	}
-	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	ns := startNATSServer(t, server.Options{Authorization: "the-server-accepts-only-this"})
 	rec401, rec500 := newEchoReceiver(t, http.StatusUnauthorized), newEchoReceiver(t, http.StatusInternalServerError)
 	untrusted := httptest.NewUnstartedServer(http.NotFoundHandler()) // a TLS peer whose certificate nobody trusts
 	untrusted.Config.ErrorLog = log.New(io.Discard, "", 0)

@@ -45,15 +45,7 @@ func TestTLSVerificationNamesHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	serverTLS := &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, TLS: true, TLSConfig: serverTLS, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server did not start")
-	}
-	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	ns := startNATSServer(t, server.Options{TLS: true, TLSConfig: serverTLS})
 	natsAddr := ns.Addr().String()
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", serverTLS) // a syslog receiver over TLS
 	if err != nil {
