@@ -90,6 +90,7 @@ func seqEvents(from uint64, n int) []*pipeline.Event {
 // and keeps each connection's bytes.
 type streamReceiver struct {
 	ln    net.Listener
+	tcp   *net.TCPListener // under ln, for the accept deadline in wait
 	mu    sync.Mutex
 	conns [][]byte
 	wg    sync.WaitGroup
@@ -102,13 +103,20 @@ func newStreamReceiver(t *testing.T, tlsConf *tls.Config) *streamReceiver {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startStreamReceiver(t, ln, tlsConf)
+}
+
+// startStreamReceiver accepts on the TCP listener ln, through TLS when
+// tlsConf is not nil, until stop or wait.
+func startStreamReceiver(t *testing.T, ln net.Listener, tlsConf *tls.Config) *streamReceiver {
+	t.Helper()
+	r := &streamReceiver{ln: ln, tcp: ln.(*net.TCPListener)}
 	if tlsConf != nil {
-		ln = tls.NewListener(ln, tlsConf)
+		r.ln = tls.NewListener(ln, tlsConf)
 	}
-	r := &streamReceiver{ln: ln}
 	r.wg.Add(1)
 	go r.acceptLoop()
-	t.Cleanup(func() { r.stop() })
+	t.Cleanup(r.stop)
 	return r
 }
 
@@ -169,11 +177,14 @@ func (r *streamReceiver) stop() {
 	r.wg.Wait()
 }
 
-// wait waits until every accepted connection was closed by the sender
-// (after the sink's Close) and returns all bytes received, in order.
+// wait waits until every connection was closed by the sender (after the
+// sink's Close) and returns all bytes received, in order. A connection the
+// kernel completed but acceptLoop has not taken yet would be dropped by
+// closing the listener, so the loop first gets half a second to accept
+// what is queued (a busy machine can delay it that long).
 func (r *streamReceiver) wait(t *testing.T) []byte {
 	t.Helper()
-	_ = r.ln.Close()
+	_ = r.tcp.SetDeadline(time.Now().Add(500 * time.Millisecond))
 	done := make(chan struct{})
 	go func() { r.wg.Wait(); close(done) }()
 	select {
@@ -181,6 +192,7 @@ func (r *streamReceiver) wait(t *testing.T) []byte {
 	case <-time.After(20 * time.Second):
 		t.Fatal("receiver connections not closed by the sink")
 	}
+	_ = r.ln.Close()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return bytes.Join(r.conns, nil)

@@ -177,12 +177,7 @@ func listenOn(t *testing.T, addr string) net.Listener {
 
 func newStreamReceiverAt(t *testing.T, addr string) *streamReceiver {
 	t.Helper()
-	ln := listenOn(t, addr)
-	r := &streamReceiver{ln: ln}
-	r.wg.Add(1)
-	go r.acceptLoop()
-	t.Cleanup(r.stop)
-	return r
+	return startStreamReceiver(t, listenOn(t, addr), nil)
 }
 
 func TestReceiverDownThenReconnect(t *testing.T) {
