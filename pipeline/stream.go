@@ -463,7 +463,7 @@ func (sr *streamRunner) commitNext(recs []Record, plan commitPlan, final bool) (
 }
 
 // commitScratch is the working memory of one commitNext call, reused: a
-// chunk of 2,000 events needs a few hundred kilobytes of slices and maps,
+// chunk of 1,500 events needs a few hundred kilobytes of slices and maps,
 // and allocating them afresh for every chunk was about an eighth of the
 // bridge's allocations per event, each one bringing the next garbage
 // collection nearer. Nothing in it outlives the call: the store copies
