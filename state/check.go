@@ -55,7 +55,7 @@ func (p *problems) done() []Problem {
 // An error reading the file is itself reported as a problem.
 func (s *Store) Check() []Problem {
 	p := &problems{n: map[string]int{}}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		// bbolt's check rebuilds the free list first, in a goroutine of its
 		// own that crashes the process on a damaged page; reading every
 		// page here first turns that into a finding.

@@ -2,6 +2,7 @@ package state
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -106,34 +107,7 @@ func containsPrefix(list []string, prefix string) bool {
 func TestCheckDamagedPage(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
 	fillStore(t, path)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The page of the journal bucket's root, which is inline in a small
-	// file: take the root page of the streams bucket instead if it has one.
-	var pgid uint64
-	_ = db.View(func(tx *bolt.Tx) error {
-		pgid = uint64(tx.Bucket([]byte("journal")).Root())
-		if pgid == 0 {
-			pgid = uint64(tx.Bucket([]byte("seen")).Root())
-		}
-		return nil
-	})
-	pageSize := db.Info().PageSize
-	_ = db.Close()
-	if pgid == 0 {
-		t.Fatal("no bucket with a page of its own")
-	}
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	garbage := []byte(strings.Repeat("\xfe", 64))
-	if _, err := f.WriteAt(garbage, int64(pgid)*int64(pageSize)); err != nil {
-		t.Fatal(err)
-	}
-	_ = f.Close()
+	pgid := damagePage(t, path)
 
 	s, err := OpenReadOnly(path, Options{LockTimeout: 200 * time.Millisecond})
 	if err != nil {
@@ -152,5 +126,124 @@ func TestCheckDamagedPage(t *testing.T) {
 	t.Logf("found: %s", fmt.Sprint(bbolt))
 	if _, err := s.Inspect(); err == nil || !strings.Contains(err.Error(), "is damaged") {
 		t.Errorf("Inspect of a damaged file: %v, want an error saying it is damaged", err)
+	}
+}
+
+// damagePage writes garbage over the page of a bucket of the filled store
+// at path (the journal's, or the seen index's when the journal is inline)
+// and returns its id.
+func damagePage(t *testing.T, path string) uint64 {
+	t.Helper()
+	pgid, size := bucketPage(t, path)
+	writeGarbage(t, path, pgid, size)
+	return pgid
+}
+
+// bucketPage finds the page damagePage damages, and the page size.
+func bucketPage(t *testing.T, path string) (pgid uint64, pageSize int) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	_ = db.View(func(tx *bolt.Tx) error {
+		pgid = uint64(tx.Bucket([]byte("journal")).Root())
+		if pgid == 0 {
+			pgid = uint64(tx.Bucket([]byte("seen")).Root())
+		}
+		return nil
+	})
+	if pgid == 0 {
+		t.Fatal("no bucket with a page of its own")
+	}
+	return pgid, db.Info().PageSize
+}
+
+// writeGarbage overwrites the start of page pgid.
+func writeGarbage(t *testing.T, path string, pgid uint64, pageSize int) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	garbage := []byte(strings.Repeat("\xfe", 64))
+	if _, err := f.WriteAt(garbage, int64(pgid)*int64(pageSize)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOpenDamagedFile: opening a file with a damaged page for writing is
+// an error that names the file and says what to do, not bbolt's panic in a
+// goroutine of its own (which no recover can catch).
+func TestOpenDamagedFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	fillStore(t, path)
+	damagePage(t, path)
+	s, err := Open(path, Options{LockTimeout: 200 * time.Millisecond})
+	if err == nil {
+		s.Close()
+		t.Fatal("Open of a damaged file succeeded")
+	}
+	if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "state check") {
+		t.Fatalf("Open: %q, want ErrDamaged naming the file and mdbridge state check", err)
+	}
+	// The file is left as it was: read-only tools still open it.
+	ro, err := OpenReadOnly(path, Options{LockTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("OpenReadOnly after the refused Open: %v", err)
+	}
+	ro.Close()
+}
+
+// TestDamagedFileGivesErrors: a page damaged while the bridge runs makes
+// its reads return an error that says so (ErrDamaged) instead of bbolt's
+// panic taking the process down, and the store stays usable for what is
+// intact. (A commit that meets the damage cannot be saved: see view.)
+func TestDamagedFileGivesErrors(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	fillStore(t, path)
+	pgid, size := bucketPage(t, path)
+	s, err := Open(path, Options{LockTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	writeGarbage(t, path, pgid, size)
+	calls := map[string]func() error{
+		"LoadStream alerts":  func() error { _, _, err := s.LoadStream("plant-a/alerts"); return err },
+		"LoadStream devices": func() error { _, _, err := s.LoadStream("plant-a/devices"); return err },
+		"Read":               func() error { _, err := s.Read(0, 100, 1<<20); return err },
+		"Streams":            func() error { _, err := s.Streams(); return err },
+		"Stats":              func() error { _, err := s.Stats(); return err },
+	}
+	damaged := 0
+	for name, call := range calls {
+		var err error
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Errorf("%s panicked: %v", name, r)
+				}
+			}()
+			err = call()
+		}()
+		switch {
+		case err == nil:
+		case errors.Is(err, ErrDamaged):
+			damaged++
+			if !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "state check") {
+				t.Errorf("%s: %q should name the file and point at mdbridge state check", name, err)
+			}
+		default:
+			t.Errorf("%s: %v, want nil or ErrDamaged", name, err)
+		}
+	}
+	if damaged == 0 {
+		t.Error("no call met the damaged page")
+	}
+	if _, _, err := s.Cursor("archive"); err != nil {
+		t.Errorf("Cursor, on an intact page, after the damage was met: %v", err)
 	}
 }

@@ -79,20 +79,14 @@ type SinkReport struct {
 
 // Inspect reads the whole state in one read transaction. A bucket the file
 // lacks reads as empty (Check reports it).
-func (s *Store) Inspect() (rep Report, err error) {
-	// bbolt panics on a page that is not what its parent says.
-	defer func() {
-		if r := recover(); r != nil {
-			rep, err = Report{}, fmt.Errorf("state: %s is damaged (mdbridge state check tells more): %v", s.path, r)
-		}
-	}()
-	rep = Report{Path: s.path, PageSize: s.db.Info().PageSize}
+func (s *Store) Inspect() (Report, error) {
+	rep := Report{Path: s.path, PageSize: s.db.Info().PageSize}
 	fi, err := os.Stat(s.path)
 	if err != nil {
 		return Report{}, fmt.Errorf("state: %w", err)
 	}
 	rep.FileSize = fi.Size()
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err = s.view(func(tx *bolt.Tx) error {
 		if meta := tx.Bucket(bucketMeta); meta != nil {
 			rep.SchemaVersion = string(meta.Get(keySchemaVersion))
 			rep.Journal.LastSeq = getUint(meta, keyJournalSeq)

@@ -33,7 +33,7 @@ func (s *Store) ReadInto(after uint64, max int, maxBytes int, buf []byte) ([]Ent
 	}
 	var out []Entry
 	var total int
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketJournal).Cursor()
 		start := make([]byte, 8)
 		binary.BigEndian.PutUint64(start, after+1)
@@ -71,7 +71,7 @@ func (s *Store) ReadInto(after uint64, max int, maxBytes int, buf []byte) ([]Ent
 // journal.
 func (s *Store) Get(seq uint64) ([]byte, error) {
 	var out []byte
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		k := make([]byte, 8)
 		binary.BigEndian.PutUint64(k, seq)
 		if v := tx.Bucket(bucketJournal).Get(k); v != nil {
@@ -87,7 +87,7 @@ func (s *Store) Get(seq uint64) ([]byte, error) {
 func (s *Store) Cursor(sink string) (uint64, bool, error) {
 	var seq uint64
 	var ok bool
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketCursors).Get([]byte(sink))
 		if len(v) == 8 {
 			seq, ok = binary.BigEndian.Uint64(v), true
@@ -133,7 +133,7 @@ type Stats struct {
 // Stats returns the journal's counters and every sink cursor.
 func (s *Store) Stats() (Stats, error) {
 	st := Stats{Cursors: map[string]uint64{}}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		st.LastSeq = getUint(meta, keyJournalSeq)
 		st.Entries = getUint(meta, keyJournalCount)
@@ -314,7 +314,7 @@ func trimTimeIndex(tx *bolt.Tx, deleted uint64) error {
 
 func (s *Store) collectEvictions(st Stats, sinks []string, maxBytes uint64, max int) ([]Eviction, error) {
 	var out []Eviction
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		bytes := st.Bytes
 		c := tx.Bucket(bucketJournal).Cursor()
 		for k, v := c.First(); k != nil && len(out) < max && bytes > maxBytes; k, v = c.Next() {
@@ -372,7 +372,7 @@ func (s *Store) deleteEvicted(ev []Eviction) error {
 // the last one; ok is false when there is none. A zero until means no upper
 // bound. Commit times come from the time index, one per commit.
 func (s *Store) SeqRange(since, until time.Time) (first, last uint64, ok bool, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err = s.view(func(tx *bolt.Tx) error {
 		lastSeq := getUint(tx.Bucket(bucketMeta), keyJournalSeq)
 		jk, _ := tx.Bucket(bucketJournal).Cursor().First()
 		if jk == nil {
@@ -411,7 +411,7 @@ func (s *Store) SeqRange(since, until time.Time) (first, last uint64, ok bool, e
 // uses it to deliver the last stretch before its cursor again.
 func (s *Store) SeqBefore(seq uint64, bytes int) (uint64, error) {
 	out := seq
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketJournal).Cursor()
 		k := make([]byte, 8)
 		binary.BigEndian.PutUint64(k, seq+1)

@@ -70,6 +70,11 @@ func Open(path string, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("state: create directory: %w", err)
 		}
 	}
+	if !opts.ReadOnly {
+		if err := verifyPages(path, opts); err != nil {
+			return nil, err
+		}
+	}
 	db, err := openBolt(path, opts)
 	if err != nil {
 		return nil, err
@@ -400,7 +405,7 @@ func pruneSeen(b *bolt.Bucket, before time.Time) error {
 func (s *Store) LoadStream(stream string) (StreamState, []SeenEntry, error) {
 	var st StreamState
 	var entries []SeenEntry
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		if v := tx.Bucket(bucketStreams).Get([]byte(stream)); v != nil {
 			if err := json.Unmarshal(v, &st); err != nil {
 				return fmt.Errorf("state: decode stream %s: %w", stream, err)
@@ -451,7 +456,7 @@ func (s *Store) LoadStream(stream string) (StreamState, []SeenEntry, error) {
 // Streams returns the state of every stream, keyed by stream id.
 func (s *Store) Streams() (map[string]StreamState, error) {
 	out := map[string]StreamState{}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketStreams).ForEach(func(k, v []byte) error {
 			var st StreamState
 			if err := json.Unmarshal(v, &st); err != nil {

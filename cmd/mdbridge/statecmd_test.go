@@ -160,6 +160,40 @@ sinks:
 		}
 	})
 
+	t.Run("run refuses a damaged page", func(t *testing.T) {
+		damaged := filepath.Join(t.TempDir(), "damaged.db")
+		copyFile(t, statePath, damaged)
+		db, err := bolt.Open(damaged, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pgid int64
+		_ = db.View(func(tx *bolt.Tx) error { pgid = int64(tx.Bucket([]byte("journal")).Root()); return nil })
+		size := int64(db.Info().PageSize)
+		_ = db.Close()
+		f, err := os.OpenFile(damaged, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = f.WriteAt(bytes.Repeat([]byte{0xfe}, 64), pgid*size)
+		_ = f.Close()
+		if err != nil || pgid == 0 {
+			t.Fatalf("damaging page %d: %v", pgid, err)
+		}
+		// bbolt would panic in a goroutine of its own, taking this test
+		// binary down; the bridge must say what is wrong and exit.
+		body, err := os.ReadFile(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		runCfg := writeConfig(t, strings.Replace(string(body), statePath, damaged, 1))
+		code, stdout, stderr := runCLI(t, "run", "-c", runCfg)
+		if code == 0 || !strings.Contains(stderr, damaged) || !strings.Contains(stderr, "the state file is damaged") ||
+			!strings.Contains(stderr, "mdbridge state check") {
+			t.Errorf("run on a damaged file: exit %d, stderr %q (stdout %q); want an error naming the file and state check", code, stderr, stdout)
+		}
+	})
+
 	t.Run("compact", func(t *testing.T) {
 		// What the bridge's retention does once every sink has an event.
 		s, err := state.Open(statePath, state.Options{})
