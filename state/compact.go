@@ -95,7 +95,7 @@ func writeCompacted(src *bolt.DB, path string) error {
 	if err != nil {
 		return fmt.Errorf("state: compact: create %s: %w", path, err)
 	}
-	if err := bolt.Compact(ddb, src, compactTxBytes); err != nil {
+	if err := compactFrom(ddb, src); err != nil {
 		_ = ddb.Close()
 		return fmt.Errorf("state: compact: copy: %w", err)
 	}
@@ -126,4 +126,15 @@ func syncDir(dir string) error {
 		return fmt.Errorf("state: compact: sync %s: %w", dir, err)
 	}
 	return nil
+}
+
+// compactFrom is bolt.Compact, with a damaged page of src an error (bbolt
+// panics on one) naming the file.
+func compactFrom(dst, src *bolt.DB) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%s: %w (%v); `mdbridge state check` lists the damage", src.Path(), ErrDamaged, r)
+		}
+	}()
+	return bolt.Compact(dst, src, compactTxBytes)
 }

@@ -192,6 +192,14 @@ sinks:
 			!strings.Contains(stderr, "mdbridge state check") {
 			t.Errorf("run on a damaged file: exit %d, stderr %q (stdout %q); want an error naming the file and state check", code, stderr, stdout)
 		}
+		out := filepath.Join(t.TempDir(), "compacted.db")
+		code, stdout, stderr = runCLI(t, "state", "compact", "--path", damaged, "--out", out)
+		if code != 1 || !strings.Contains(stderr, "the state file is damaged") {
+			t.Errorf("compact of a damaged file: exit %d, stderr %q (stdout %q); want 1 and the damage named", code, stderr, stdout)
+		}
+		if _, err := os.Stat(out); !os.IsNotExist(err) {
+			t.Errorf("compact of a damaged file left %s (%v)", out, err)
+		}
 	})
 
 	t.Run("compact", func(t *testing.T) {
