@@ -133,7 +133,7 @@ func syncDir(dir string) error {
 func compactFrom(dst, src *bolt.DB) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("%s: %w (%v); `mdbridge state check` lists the damage", src.Path(), ErrDamaged, r)
+			err = damaged(src.Path(), r)
 		}
 	}()
 	return bolt.Compact(dst, src, compactTxBytes)

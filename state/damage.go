@@ -31,8 +31,13 @@ func (s *Store) view(fn func(*bolt.Tx) error) (err error) {
 // trace; the panic's own words are kept in the error.
 func (s *Store) recoverDamage(err *error) {
 	if r := recover(); r != nil {
-		*err = fmt.Errorf("state: %s: %w (%v); `mdbridge state check` lists the damage; restore the file from a backup, or move it aside to start afresh", s.path, ErrDamaged, r)
+		*err = damaged(s.path, r)
 	}
+}
+
+// damaged is the error for the file at path, with what bbolt said.
+func damaged(path string, cause any) error {
+	return fmt.Errorf("state: %s: %w (%v); `mdbridge state check` lists the damage; restore the file from a backup, or move it aside to start afresh", path, ErrDamaged, cause)
 }
 
 // verifyPages reads every page of an existing state file before it is
@@ -56,7 +61,7 @@ func verifyPages(path string, opts Options) error {
 	s := &Store{db: db, path: path}
 	return s.view(func(tx *bolt.Tx) error {
 		if err := readAll(tx); err != nil {
-			return fmt.Errorf("state: %s: %w (%v); `mdbridge state check` lists the damage; restore the file from a backup, or move it aside to start afresh", path, ErrDamaged, err)
+			return damaged(path, err)
 		}
 		return nil
 	})
