@@ -240,16 +240,53 @@ func validElements(s string, i int) ([]string, int, bool) {
 			return nil, ve, false
 		}
 		out = append(out, s[i:ve])
-		i = skipSpace(s, ve)
-		switch {
-		case i < len(s) && s[i] == ',':
-			i = skipSpace(s, i+1)
-		case i < len(s) && s[i] == ']':
-			return out, i + 1, true
-		default:
+		var more bool
+		if i, more, ok = afterValue(s, ve, ']'); !ok {
 			return nil, i, false
 		}
+		if !more {
+			return out, i, true
+		}
 	}
+}
+
+// validMembers checks the object starting at s[i] == '{' and returns the
+// index just past it. For each member it calls value with the unquoted key
+// and where the value starts; value checks the value (reading what it
+// wants of it) and returns the index just past it.
+func validMembers(s string, i int, value func(key string, v int) (int, bool)) (int, bool) {
+	i = skipSpace(s, i+1)
+	if i < len(s) && s[i] == '}' {
+		return i + 1, true
+	}
+	for {
+		rawKey, v, ok := keyAndValue(s, i)
+		if !ok {
+			return v, false
+		}
+		ve, ok := value(unquote(rawKey), v)
+		if !ok {
+			return ve, false
+		}
+		var more bool
+		if i, more, ok = afterValue(s, ve, '}'); !ok || !more {
+			return i, ok
+		}
+	}
+}
+
+// afterValue reads what follows a member or an element ending at s[i]: a
+// comma (more; the index of the next one) or the container's closing byte
+// (the index just past it).
+func afterValue(s string, i int, closing byte) (next int, more, ok bool) {
+	i = skipSpace(s, i)
+	switch {
+	case i < len(s) && s[i] == ',':
+		return skipSpace(s, i+1), true, true
+	case i < len(s) && s[i] == closing:
+		return i + 1, false, true
+	}
+	return i, false, false
 }
 
 // ListScan is what ScanListEnvelope found in one walk of an envelope.
@@ -276,97 +313,59 @@ type ListScan struct {
 // object (the result is then empty); a valid body gives what ValidJSON,
 // Members and Elements would. listRank and totalRank give a data member's
 // key its rank (lower is better, negative: not a candidate).
-func ScanListEnvelope(body []byte, listRank, totalRank func(key string) int) (res ListScan, ok bool) {
+func ScanListEnvelope(body []byte, listRank, totalRank func(key string) int) (ListScan, bool) {
 	invalid := ListScan{Total: -1}
 	obj := unsafe.String(unsafe.SliceData(body), len(body))
-	res.Total = -1
 	i := skipSpace(obj, 0)
 	if i >= len(obj) || obj[i] != '{' {
 		return invalid, false
 	}
-	i = skipSpace(obj, i+1)
-	if i < len(obj) && obj[i] == '}' {
-		return res, skipSpace(obj, i+1) == len(obj)
-	}
-	for {
-		rawKey, ve, ok := keyAndValue(obj, i)
-		if !ok {
-			return invalid, false
-		}
-		key := unquote(rawKey)
-		i = ve
-		if key == "data" { // the last one counts
-			res.Items, res.HasList, res.Total = nil, false, -1
-		}
-		switch {
-		case key == "data" && i < len(obj) && obj[i] == '[':
-			var elems []string
-			elems, ve, ok = validElements(obj, i)
-			res.Items, res.HasList = results(elems), ok
-		case key == "data" && i < len(obj) && obj[i] == '{':
-			ve, ok = scanListObject(obj, i, listRank, totalRank, &res)
-		default:
-			ve, ok = validValue(obj, i)
-			if key == "error" {
-				res.Error = resultOf(obj[i:ve])
+	res := ListScan{Total: -1}
+	end, ok := validMembers(obj, i, func(key string, v int) (int, bool) {
+		if key != "data" {
+			ve, ok := validValue(obj, v)
+			if ok && key == "error" {
+				res.Error = resultOf(obj[v:ve])
 			}
+			return ve, ok
 		}
-		if !ok {
-			return invalid, false
-		}
-		i = skipSpace(obj, ve)
+		res.Items, res.HasList, res.Total = nil, false, -1 // the last data member counts
 		switch {
-		case i < len(obj) && obj[i] == ',':
-			i = skipSpace(obj, i+1)
-		case i < len(obj) && obj[i] == '}':
-			return res, skipSpace(obj, i+1) == len(obj)
-		default:
-			return invalid, false
+		case v < len(obj) && obj[v] == '[':
+			elems, ve, ok := validElements(obj, v)
+			res.Items, res.HasList = results(elems), ok
+			return ve, ok
+		case v < len(obj) && obj[v] == '{':
+			return scanListObject(obj, v, listRank, totalRank, &res)
 		}
+		return validValue(obj, v)
+	})
+	if !ok || skipSpace(obj, end) != len(obj) {
+		return invalid, false
 	}
+	return res, true
 }
 
 // scanListObject validates and reads the data object at obj[i] == '{' for
 // ScanListEnvelope and returns the index just past it.
 func scanListObject(obj string, i int, listRank, totalRank func(string) int, res *ListScan) (int, bool) {
 	bestList, bestTotal := -1, -1
-	i = skipSpace(obj, i+1)
-	if i < len(obj) && obj[i] == '}' {
-		return i + 1, true
-	}
-	for {
-		rawKey, ve, ok := keyAndValue(obj, i)
-		if !ok {
-			return ve, false
+	return validMembers(obj, i, func(key string, v int) (int, bool) {
+		if r := listRank(key); r >= 0 && (bestList < 0 || r < bestList) && v < len(obj) && obj[v] == '[' {
+			elems, ve, ok := validElements(obj, v)
+			if ok {
+				res.Items, res.HasList, bestList = results(elems), true, r
+			}
+			return ve, ok
 		}
-		key := unquote(rawKey)
-		i = ve
-		if r := listRank(key); r >= 0 && (bestList < 0 || r < bestList) && i < len(obj) && obj[i] == '[' {
-			var elems []string
-			if elems, ve, ok = validElements(obj, i); !ok {
-				return ve, false
-			}
-			res.Items, res.HasList, bestList = results(elems), true, r
-		} else {
-			if ve, ok = validValue(obj, i); !ok {
-				return ve, false
-			}
-			if r := totalRank(key); r >= 0 && (bestTotal < 0 || r < bestTotal) {
-				if n, ok := Int(resultOf(obj[i:ve])); ok && n >= 0 {
-					res.Total, bestTotal = n, r
-				}
+		ve, ok := validValue(obj, v)
+		if r := totalRank(key); ok && r >= 0 && (bestTotal < 0 || r < bestTotal) {
+			if n, isInt := Int(resultOf(obj[v:ve])); isInt && n >= 0 {
+				res.Total, bestTotal = n, r
 			}
 		}
-		i = skipSpace(obj, ve)
-		switch {
-		case i < len(obj) && obj[i] == ',':
-			i = skipSpace(obj, i+1)
-		case i < len(obj) && obj[i] == '}':
-			return i + 1, true
-		default:
-			return i, false
-		}
-	}
+		return ve, ok
+	})
 }
 
 // results describes raw JSON values as gjson results.

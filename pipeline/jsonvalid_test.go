@@ -48,7 +48,8 @@ func FuzzValidJSON(f *testing.F) {
 	})
 }
 
-func BenchmarkValidJSON(b *testing.B) {
+// benchListBody is a list answer of 1,000 alerts of about 400 bytes.
+func benchListBody() []byte {
 	var sb strings.Builder
 	sb.WriteString(`{"error":false,"errors":[],"data":{"items":[`)
 	for i := range 1000 {
@@ -60,7 +61,11 @@ func BenchmarkValidJSON(b *testing.B) {
 			`"srcIp":"10.40.172.11","dstIp":"10.40.172.200","srcPort":50123,"dstPort":502,"protocol":"modbus","status":"open"}`)
 	}
 	sb.WriteString(`],"total":1000}}`)
-	body := []byte(sb.String())
+	return []byte(sb.String())
+}
+
+func BenchmarkValidJSON(b *testing.B) {
+	body := benchListBody()
 	for _, c := range []struct {
 		name string
 		fn   func([]byte) bool
@@ -102,4 +107,22 @@ func FuzzScanListEnvelope(f *testing.F) {
 			t.Fatalf("ScanListEnvelope(%q) ok = %v, want %v", b, ok, want)
 		}
 	})
+}
+
+func BenchmarkScanListEnvelope(b *testing.B) {
+	body := benchListBody()
+	rank := func(want string) func(string) int {
+		return func(k string) int {
+			if k == want {
+				return 0
+			}
+			return -1
+		}
+	}
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if res, ok := pipeline.ScanListEnvelope(body, rank("items"), rank("total")); !ok || len(res.Items) != 1000 || res.Total != 1000 {
+			b.Fatalf("ok %v, %d items, total %d", ok, len(res.Items), res.Total)
+		}
+	}
 }
