@@ -58,11 +58,8 @@ func verifyPages(path string, opts Options) error {
 		return err
 	}
 	defer db.Close()
-	s := &Store{db: db, path: path}
-	return s.view(func(tx *bolt.Tx) error {
-		if err := readAll(tx); err != nil {
-			return damaged(path, err)
-		}
-		return nil
-	})
+	if err := db.View(readAll); err != nil { // readAll recovers bbolt's panic
+		return damaged(path, err)
+	}
+	return nil
 }
