@@ -79,6 +79,11 @@ func Backfill(ctx context.Context, p Poller, want func(Stream) bool, since, unti
 			// The records' bytes stay in use until every event is emitted.
 			releases = append(releases, batch.Release)
 		}
+		if batch.Unchanged > 0 {
+			// Only a runner's commits let a stream leave records out; a
+			// backfill must see every one.
+			return stats, fmt.Errorf("backfill stream %s: the stream left %d records out as already committed", id, batch.Unchanged)
+		}
 		stats.Streams++
 		stats.Records += len(batch.Records)
 		stats.Gap += batch.Gap

@@ -62,11 +62,20 @@ type Batch struct {
 	Records []Record
 	// Gap counts records the poll knows it skipped (the page-size cap was hit).
 	Gap int
+	// Unchanged counts records the poll fetched and left out of Records
+	// because they are byte for byte ones an earlier committed poll handed
+	// over, which the runner would drop as seen. They count as fetched.
+	Unchanged int
 	// Normalize, when set, fills in the Event of a record that has none.
 	// The event may live in the stream's scratch space: it is valid until
 	// the next Normalize call of the same stream, so a caller that keeps
 	// events past that must copy them (the runner encodes each at once).
 	Normalize func(*Record) error
+	// Committed, when set, is called once every record of the batch is
+	// committed (before Release); a batch whose commit failed is not. A
+	// stream that leaves records out as Unchanged learns here that the
+	// runner now has the batch's records in its seen index.
+	Committed func()
 	// Release, when set, is called once the runner is done with the
 	// records, so the stream can reuse the memory they point into.
 	Release func()

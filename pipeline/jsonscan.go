@@ -227,25 +227,39 @@ func RawMembers(obj string, fn func(rawKey, rawVal string) bool) { forEachMember
 func Elements(arr string) []gjson.Result { return results(arrayElements(arr)) }
 
 // validElements checks the array starting at s[i] == '[' and returns its
-// raw elements and the index just past it, in one walk.
-func validElements(s string, i int) ([]string, int, bool) {
+// raw elements and the index just past it, in one walk. With a matcher, an
+// element it recognises is taken without being read, and known holds the
+// matcher's tag of every element (-1: read and checked in full).
+func validElements(s string, i int, match ElementMatcher) (elems []string, known []int32, end int, ok bool) {
 	i = skipSpace(s, i+1)
-	var out []string
+	if match != nil {
+		known = []int32{}
+	}
 	if i < len(s) && s[i] == ']' {
-		return out, i + 1, true
+		return []string{}, known, i + 1, true
 	}
 	for {
-		ve, ok := validValue(s, i)
-		if !ok {
-			return nil, ve, false
+		ve, tag := 0, int32(-1)
+		if match != nil {
+			if n, t := match(s[i:]); n > 0 && n <= len(s)-i {
+				ve, tag = i+n, t
+			}
 		}
-		out = append(out, s[i:ve])
+		if tag < 0 {
+			if ve, ok = validValue(s, i); !ok {
+				return nil, nil, ve, false
+			}
+		}
+		elems = append(elems, s[i:ve])
+		if match != nil {
+			known = append(known, tag)
+		}
 		var more bool
 		if i, more, ok = afterValue(s, ve, ']'); !ok {
-			return nil, i, false
+			return nil, nil, i, false
 		}
 		if !more {
-			return out, i, true
+			return elems, known, i, true
 		}
 	}
 }
@@ -302,7 +316,20 @@ type ListScan struct {
 	// Total is the best-ranked non-negative integer under a total key of
 	// that data object, -1 when there is none.
 	Total int
+	// Known is set when the scan had an ElementMatcher: for each item, the
+	// tag the matcher gave it, or -1 for an item read and checked in full.
+	Known []int32
 }
+
+// ElementMatcher recognises list elements a caller has read before, so that
+// a scan can pass over them without reading them again. It gets the text
+// from the start of an element to the end of the body and returns the
+// length of the known element that starts there and the caller's tag for it
+// (>= 0), or n == 0 when it knows none. It must answer n > 0 only for the
+// exact bytes of a complete JSON value it has seen valid, followed (after
+// any space) by ',' or ']': the scan then gives the same result as one that
+// reads the element.
+type ElementMatcher func(rest string) (n int, tag int32)
 
 // ScanListEnvelope validates body, which should be a JSON object such as
 // {"error": false, "data": {"items": [...], "total": N}}, and reads it in
@@ -314,6 +341,14 @@ type ListScan struct {
 // Members and Elements would. listRank and totalRank give a data member's
 // key its rank (lower is better, negative: not a candidate).
 func ScanListEnvelope(body []byte, listRank, totalRank func(key string) int) (ListScan, bool) {
+	return ScanListEnvelopeMatching(body, listRank, totalRank, nil)
+}
+
+// ScanListEnvelopeMatching is ScanListEnvelope with an ElementMatcher for the
+// record list: the elements it recognises are passed over without being
+// read, which is what makes re-reading a lookback window of records seen at
+// the last poll cheap. Everything else in the body is checked as before.
+func ScanListEnvelopeMatching(body []byte, listRank, totalRank func(key string) int, match ElementMatcher) (ListScan, bool) {
 	invalid := ListScan{Total: -1}
 	obj := unsafe.String(unsafe.SliceData(body), len(body))
 	i := skipSpace(obj, 0)
@@ -329,14 +364,14 @@ func ScanListEnvelope(body []byte, listRank, totalRank func(key string) int) (Li
 			}
 			return ve, ok
 		}
-		res.Items, res.HasList, res.Total = nil, false, -1 // the last data member counts
+		res.Items, res.HasList, res.Total, res.Known = nil, false, -1, nil // the last data member counts
 		switch {
 		case v < len(obj) && obj[v] == '[':
-			elems, ve, ok := validElements(obj, v)
-			res.Items, res.HasList = results(elems), ok
+			elems, known, ve, ok := validElements(obj, v, match)
+			res.Items, res.Known, res.HasList = results(elems), known, ok
 			return ve, ok
 		case v < len(obj) && obj[v] == '{':
-			return scanListObject(obj, v, listRank, totalRank, &res)
+			return scanListObject(obj, v, listRank, totalRank, match, &res)
 		}
 		return validValue(obj, v)
 	})
@@ -348,13 +383,13 @@ func ScanListEnvelope(body []byte, listRank, totalRank func(key string) int) (Li
 
 // scanListObject validates and reads the data object at obj[i] == '{' for
 // ScanListEnvelope and returns the index just past it.
-func scanListObject(obj string, i int, listRank, totalRank func(string) int, res *ListScan) (int, bool) {
+func scanListObject(obj string, i int, listRank, totalRank func(string) int, match ElementMatcher, res *ListScan) (int, bool) {
 	bestList, bestTotal := -1, -1
 	return validMembers(obj, i, func(key string, v int) (int, bool) {
 		if r := listRank(key); r >= 0 && (bestList < 0 || r < bestList) && v < len(obj) && obj[v] == '[' {
-			elems, ve, ok := validElements(obj, v)
+			elems, known, ve, ok := validElements(obj, v, match)
 			if ok {
-				res.Items, res.HasList, bestList = results(elems), true, r
+				res.Items, res.Known, res.HasList, bestList = results(elems), known, true, r
 			}
 			return ve, ok
 		}

@@ -1,9 +1,11 @@
 package pipeline_test
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/tidwall/gjson"
 
 	"github.com/mdbridge/mdbridge/pipeline"
@@ -48,7 +50,8 @@ func FuzzValidJSON(f *testing.F) {
 	})
 }
 
-// benchListBody is a list answer of 1,000 alerts of about 400 bytes.
+// benchListBody is a list answer of 1,000 alerts of about 400 bytes, which
+// differ in their ids.
 func benchListBody() []byte {
 	var sb strings.Builder
 	sb.WriteString(`{"error":false,"errors":[],"data":{"items":[`)
@@ -56,7 +59,7 @@ func benchListBody() []byte {
 		if i > 0 {
 			sb.WriteByte(',')
 		}
-		sb.WriteString(`{"id":12345,"alertStarted":"2025-03-01T08:00:00.123Z","name":"Modbus write to a PLC from an unknown host",` +
+		sb.WriteString(`{"id":` + strconv.Itoa(10000+i) + `,"alertStarted":"2025-03-01T08:00:00.123Z","name":"Modbus write to a PLC from an unknown host",` +
 			`"reason":"A host that was never seen on this network wrote to holding registers 40001-40010 of the PLC","severity":"high",` +
 			`"srcIp":"10.40.172.11","dstIp":"10.40.172.200","srcPort":50123,"dstPort":502,"protocol":"modbus","status":"open"}`)
 	}
@@ -90,18 +93,8 @@ func FuzzScanListEnvelope(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	rank := func(keys ...string) func(string) int {
-		return func(k string) int {
-			for i, x := range keys {
-				if x == k {
-					return i
-				}
-			}
-			return -1
-		}
-	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_, ok := pipeline.ScanListEnvelope(b, rank("items", "data"), rank("total"))
+		_, ok := pipeline.ScanListEnvelope(b, rankOf("items", "data"), rankOf("total"))
 		want := gjson.ValidBytes(b) && gjson.ParseBytes(b).IsObject()
 		if ok != want {
 			t.Fatalf("ScanListEnvelope(%q) ok = %v, want %v", b, ok, want)
@@ -111,18 +104,126 @@ func FuzzScanListEnvelope(f *testing.F) {
 
 func BenchmarkScanListEnvelope(b *testing.B) {
 	body := benchListBody()
-	rank := func(want string) func(string) int {
-		return func(k string) int {
-			if k == want {
-				return 0
-			}
-			return -1
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if res, ok := pipeline.ScanListEnvelope(body, rankOf("items"), rankOf("total")); !ok || len(res.Items) != 1000 || res.Total != 1000 {
+			b.Fatalf("ok %v, %d items, total %d", ok, len(res.Items), res.Total)
 		}
+	}
+}
+
+// FuzzScanListEnvelopeMatching: a scan with an ElementMatcher that keeps its
+// contract (it recognises only the exact bytes of valid values it was given,
+// followed by ',' or ']') gives what a scan without one gives, and tags each
+// recognised item with the value it equals. The matcher knows the elements
+// of the body's own list and of a second list, so that it meets bodies whose
+// known parts are surrounded by anything the fuzzer makes.
+func FuzzScanListEnvelopeMatching(f *testing.F) {
+	for _, s := range [][2]string{
+		{`{"data":{"items":[{"id":1},{"id":2}],"total":2}}`, `[{"id":2},{"id":1}]`},
+		{`{"data":[{"id":1} , {"id":1},3,"x"]}`, `[3,"x"]`},
+		{`{"data":{"items":[{"id":1}{"id":2}]}}`, `[{"id":1}]`},
+		{`{"data":{"items":[12,3]}}`, `[1,12]`},
+		{`{"data":{"items":[{"id":1},{"id":2]}}`, `[{"id":1}]`},
+		{`{"data":{"items":[{"a":"]"},{"a":"\"]"}]},"error":false}`, `[{"a":"]"}]`},
+		{`{"data":[],"x":[{"y":1}]}`, `[{"y":1}]`},
+	} {
+		f.Add([]byte(s[0]), s[1])
+	}
+	f.Fuzz(func(t *testing.T, b []byte, other string) {
+		listRank, totalRank := rankOf("items", "list"), rankOf("total")
+		want, wantOK := pipeline.ScanListEnvelope(b, listRank, totalRank)
+		var known []string
+		for _, it := range want.Items {
+			known = append(known, it.Raw)
+		}
+		if gjson.Valid(other) && gjson.Parse(other).IsArray() {
+			for _, e := range gjson.Parse(other).Array() {
+				known = append(known, e.Raw)
+			}
+		}
+		match := func(rest string) (int, int32) {
+			for i, k := range known {
+				if !strings.HasPrefix(rest, k) {
+					continue
+				}
+				j := len(k)
+				for j < len(rest) && strings.IndexByte(" \t\r\n", rest[j]) >= 0 {
+					j++
+				}
+				if j < len(rest) && (rest[j] == ',' || rest[j] == ']') {
+					return len(k), int32(i)
+				}
+			}
+			return 0, -1
+		}
+		got, ok := pipeline.ScanListEnvelopeMatching(b, listRank, totalRank, match)
+		if ok != wantOK || got.HasList != want.HasList || got.Total != want.Total || len(got.Items) != len(want.Items) {
+			t.Fatalf("%q: matching scan ok %v, list %v, total %d, %d items; plain scan %v, %v, %d, %d",
+				b, ok, got.HasList, got.Total, len(got.Items), wantOK, want.HasList, want.Total, len(want.Items))
+		}
+		if !ok || !got.HasList {
+			return
+		}
+		if len(got.Known) != len(got.Items) {
+			t.Fatalf("%q: %d tags for %d items", b, len(got.Known), len(got.Items))
+		}
+		for i := range got.Items {
+			if got.Items[i].Raw != want.Items[i].Raw {
+				t.Fatalf("%q: item %d is %q, plain scan %q", b, i, got.Items[i].Raw, want.Items[i].Raw)
+			}
+			if k := got.Known[i]; k >= 0 && known[k] != got.Items[i].Raw {
+				t.Fatalf("%q: item %d %q tagged as known %q", b, i, got.Items[i].Raw, known[k])
+			}
+		}
+	})
+}
+
+// BenchmarkScanListEnvelopeMatching: the same body as
+// BenchmarkScanListEnvelope, with every record but the first 100 known (a
+// poll that re-reads a lookback of 900 records and finds 100 new ones).
+func BenchmarkScanListEnvelopeMatching(b *testing.B) {
+	body := benchListBody()
+	res, ok := pipeline.ScanListEnvelope(body, rankOf("items"), rankOf("total"))
+	if !ok {
+		b.Fatal("bench body does not scan")
+	}
+	// A matcher that knows lengths and hashes in list order, as the OT
+	// poller's does.
+	var lens []int
+	var hashes []uint64
+	for _, it := range res.Items[100:] {
+		lens, hashes = append(lens, len(it.Raw)), append(hashes, xxhash.Sum64String(it.Raw))
+	}
+	next := 0
+	match := func(rest string) (int, int32) {
+		if next < len(lens) {
+			n := lens[next]
+			if n < len(rest) && (rest[n] == ',' || rest[n] == ']') && xxhash.Sum64String(rest[:n]) == hashes[next] {
+				next++
+				return n, int32(next - 1)
+			}
+		}
+		return 0, -1
 	}
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		if res, ok := pipeline.ScanListEnvelope(body, rank("items"), rank("total")); !ok || len(res.Items) != 1000 || res.Total != 1000 {
-			b.Fatalf("ok %v, %d items, total %d", ok, len(res.Items), res.Total)
+		next = 0
+		if res, ok := pipeline.ScanListEnvelopeMatching(body, rankOf("items"), rankOf("total"), match); !ok || len(res.Items) != 1000 || res.Known[999] != 899 {
+			b.Fatalf("ok %v, %d items", ok, len(res.Items))
 		}
+	}
+}
+
+// rankOf ranks a key by its place among keys (-1: not among them), as the
+// OT poller's list and total keys are ranked.
+func rankOf(keys ...string) func(string) int {
+	return func(k string) int {
+		for i, x := range keys {
+			if x == k {
+				return i
+			}
+		}
+		return -1
 	}
 }

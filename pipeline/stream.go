@@ -233,7 +233,8 @@ func (sr *streamRunner) pollOnce(ctx context.Context) error {
 	if batch.Release != nil {
 		defer batch.Release()
 	}
-	sr.statusUpdate(func(s *StreamStatus) { s.Polls++; s.Records += uint64(len(batch.Records)) })
+	fetched := len(batch.Records) + batch.Unchanged
+	sr.statusUpdate(func(s *StreamStatus) { s.Polls++; s.Records += uint64(fetched) })
 	observed := time.Now().UTC()
 
 	sr.cmu.Lock()
@@ -253,9 +254,12 @@ func (sr *streamRunner) pollOnce(ctx context.Context) error {
 			}
 		}
 	}
-	sr.hb.records += len(batch.Records)
+	sr.hb.records += fetched
 	if err := sr.commitAll(recs, plan, true); err != nil {
 		return err
+	}
+	if batch.Committed != nil {
+		batch.Committed()
 	}
 	sr.hb.polledUntil = plan.watermark
 	sr.statusUpdate(func(s *StreamStatus) { s.LastSuccess = observed })

@@ -120,16 +120,16 @@ func (c *client) get(parent context.Context, path string, query url.Values, dst 
 
 // getList performs one GET of a list endpoint and returns its records and
 // total (-1 when not given) and the body they point into.
-func (c *client) getList(parent context.Context, path string, query url.Values, dst []byte) ([]gjson.Result, int, []byte, error) {
+func (c *client) getList(parent context.Context, path string, query url.Values, dst []byte, match pipeline.ElementMatcher) (page, []byte, error) {
 	status, ctype, body, err := c.exchange(parent, path, query, dst)
 	if err != nil {
-		return nil, -1, body, err
+		return page{}, body, err
 	}
-	items, total, err := DecodeListBody(status, ctype, body)
+	items, known, total, err := decodeListBody(status, ctype, body, match)
 	if err != nil {
-		return nil, -1, body, fmt.Errorf("GET %s: %w", path, err)
+		return page{}, body, fmt.Errorf("GET %s: %w", path, err)
 	}
-	return items, total, body, nil
+	return page{items: items, known: known, total: total}, body, nil
 }
 
 // exchange performs one GET and reads the whole answer into dst's storage
@@ -325,19 +325,29 @@ func snippet(b []byte) string {
 // is not valid, error: true, no list) goes the two-step way, which words
 // the error.
 func DecodeListBody(status int, contentType string, body []byte) ([]gjson.Result, int, error) {
+	items, _, total, err := decodeListBody(status, contentType, body, nil)
+	return items, total, err
+}
+
+// decodeListBody is DecodeListBody with an element matcher for the record
+// list (see pipeline.ScanListEnvelopeMatching). known holds the matcher's
+// tag of each item, -1 for an item read in full; it is nil when no item was
+// matched (no matcher, or an answer that went the two-step way).
+func decodeListBody(status int, contentType string, body []byte, match pipeline.ElementMatcher) (items []gjson.Result, known []int32, total int, err error) {
 	trimmed := bytes.TrimSpace(body)
 	if status >= 200 && status <= 299 && len(trimmed) > 0 && trimmed[0] == '{' &&
 		!strings.Contains(strings.ToLower(contentType), "html") {
-		scan, valid := pipeline.ScanListEnvelope(trimmed, listRank, totalRank)
+		scan, valid := pipeline.ScanListEnvelopeMatching(trimmed, listRank, totalRank, match)
 		if valid && scan.HasList && scan.Error.Type != gjson.True {
-			return scan.Items, scan.Total, nil
+			return scan.Items, scan.Known, scan.Total, nil
 		}
 	}
 	data, err := DecodeEnvelope(status, contentType, body)
 	if err != nil {
-		return nil, -1, err
+		return nil, nil, -1, err
 	}
-	return DecodeList(data)
+	items, total, err = DecodeList(data)
+	return items, nil, total, err
 }
 
 func listRank(k string) int  { return slices.Index(listKeys, k) }

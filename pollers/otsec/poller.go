@@ -79,15 +79,12 @@ func (p *Poller) Streams(ctx context.Context) ([]pipeline.Stream, error) {
 
 // list GETs a list endpoint into buf's storage and decodes its records; it
 // returns the buffer now holding the body.
-func (p *Poller) list(ctx context.Context, path string, q url.Values, buf []byte) (page, []byte, error) {
-	items, total, body, err := p.client.getList(ctx, path, q, buf)
+func (p *Poller) list(ctx context.Context, path string, q url.Values, buf []byte, match pipeline.ElementMatcher) (page, []byte, error) {
+	pg, body, err := p.client.getList(ctx, path, q, buf, match)
 	if body != nil {
 		buf = body
 	}
-	if err != nil {
-		return page{}, buf, err
-	}
-	return page{items: items, total: total}, buf, nil
+	return pg, buf, err
 }
 
 // Discover lists every site and sensor from managements/components.

@@ -128,7 +128,7 @@ func (s *setStream) fetch(ctx context.Context, limit int, buf []byte) (page, []b
 		q.Set("sensorIp", s.sensorIP)
 	}
 	q.Set("data", dataQuery(limit, s.spec.sortBy, ""))
-	return s.p.list(ctx, s.path, q, buf)
+	return s.p.list(ctx, s.path, q, buf, nil)
 }
 
 // Poll implements pipeline.Stream. The API serves only page 1, so a poll

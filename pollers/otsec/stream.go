@@ -3,7 +3,9 @@ package otsec
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -47,6 +49,9 @@ type stream struct {
 	mu         sync.Mutex
 	lastTotal  int // total the API reported at the last poll, -1 unknown
 	lastWindow int // records at or after the floor at the last complete poll
+	// known lists the records of the last committed poll (see knownList);
+	// spare is the storage the next poll builds its list in.
+	known, spare *knownList
 
 	// vals and rank are build's scratch space, reused for every record (the
 	// runner builds one stream's records one at a time): allocating them per
@@ -110,17 +115,21 @@ func (s *stream) ID() string { return s.id }
 // page is one answer of the list endpoint, newest first.
 type page struct {
 	items []gjson.Result
+	// known holds, for each item, its index in the stream's known list
+	// when the scan recognised it, -1 otherwise; nil when none was.
+	known []int32
 	total int
 }
 
 // fetch asks for the newest limit records, reading the answer into buf's
 // storage; it returns the page and the buffer now holding the body.
-func (s *stream) fetch(ctx context.Context, limit int, buf []byte) (page, []byte, error) {
+func (s *stream) fetch(ctx context.Context, limit int, buf []byte, known *knownList) (page, []byte, error) {
 	q := url.Values{}
 	q.Set("siteIp", s.siteIP)
 	q.Set("sensorIp", s.sensorIP)
 	q.Set("data", dataQuery(limit, s.spec.sortBy, ""))
-	return s.p.list(ctx, s.spec.path, q, buf)
+	m := matcher{k: known}
+	return s.p.list(ctx, s.spec.path, q, buf, m.match)
 }
 
 // Poll implements pipeline.Stream. The API serves only page 1 of a list
@@ -140,8 +149,14 @@ func (s *stream) Poll(ctx context.Context, pos pipeline.Position) (pipeline.Batc
 	limit := min(max(cfg.PageLimit, lastWindow+cfg.PageLimit), cfg.MaxPageLimit)
 	var batch pipeline.Batch
 	var pg page
-	var recs []pipeline.Record
-	var reached bool
+	var rd readout
+	s.mu.Lock()
+	known, next := s.known, s.spare
+	s.spare = nil
+	s.mu.Unlock()
+	if next == nil {
+		next = &knownList{}
+	}
 	// One body buffer serves every request of the poll (a larger answer
 	// replaces a smaller one, whose records are no longer needed) and goes
 	// back to the pool when the runner has committed the records.
@@ -149,25 +164,26 @@ func (s *stream) Poll(ctx context.Context, pos pipeline.Position) (pipeline.Batc
 	first := buf // the pool's buffer, which a larger answer may replace
 	for {
 		var err error
-		pg, buf, err = s.fetch(ctx, limit, buf)
+		pg, buf, err = s.fetch(ctx, limit, buf, known)
 		if err != nil {
 			s.p.bodies.PutReplaced(first, buf)
 			return pipeline.Batch{}, err
 		}
-		recs, reached, err = s.normalise(pg.items, pos.Floor)
+		rd, err = s.normalise(pg, pos.Floor, known, next)
 		if err != nil {
 			s.p.bodies.PutReplaced(first, buf)
 			return pipeline.Batch{}, err
 		}
-		if reached || len(pg.items) < limit || limit >= cfg.MaxPageLimit || (pg.total >= 0 && pg.total <= len(pg.items)) {
+		if rd.reached || len(pg.items) < limit || limit >= cfg.MaxPageLimit || (pg.total >= 0 && pg.total <= len(pg.items)) {
 			break
 		}
 		limit = s.grow(limit, pg, lastTotal, lastWindow, pos)
 	}
-	complete := reached || len(pg.items) < limit || (pg.total >= 0 && pg.total <= len(pg.items))
+	recs := rd.recs
+	complete := rd.reached || len(pg.items) < limit || (pg.total >= 0 && pg.total <= len(pg.items))
 	switch {
 	case complete:
-	case len(recs) > 0 && !pos.Watermark.IsZero() && !recs[len(recs)-1].Time.After(pos.Watermark):
+	case rd.window > 0 && !pos.Watermark.IsZero() && !rd.oldest.After(pos.Watermark):
 		// The cap stopped the re-read of the overlap, but every record newer
 		// than the watermark is in: nothing new was skipped, only the check
 		// for late arrivals older than the cap reached.
@@ -177,17 +193,31 @@ func (s *stream) Poll(ctx context.Context, pos pipeline.Position) (pipeline.Batc
 	}
 	s.mu.Lock()
 	s.lastTotal = pg.total
-	s.lastWindow = len(recs)
+	s.lastWindow = rd.window
 	s.mu.Unlock()
 	// Oldest first.
 	for i, j := 0, len(recs)-1; i < j; i, j = i+1, j-1 {
 		recs[i], recs[j] = recs[j], recs[i]
 	}
 	batch.Records = recs
+	batch.Unchanged = rd.window - len(recs)
 	batch.Normalize = s.build
+	batch.Committed = func() {
+		// The runner has every record of this poll at or after the floor in
+		// its seen index with these hashes: the next poll may pass over them.
+		next.shrink()
+		s.mu.Lock()
+		s.known, s.spare = next, s.known
+		s.mu.Unlock()
+	}
 	batch.Release = func() {
 		s.ev = eventScratch{} // its strings point into the body
 		s.p.bodies.PutReplaced(first, buf)
+		s.mu.Lock()
+		if s.spare == nil && s.known != next {
+			s.spare = next // not committed: its storage serves the next poll
+		}
+		s.mu.Unlock()
 	}
 	return batch, nil
 }
@@ -226,37 +256,83 @@ func (s *stream) gapEstimate(pg page, lastTotal, got int, pos pipeline.Position)
 	return 1
 }
 
+// readout is what normalise read from a page.
+type readout struct {
+	// recs are the records at or after the floor that the known list did
+	// not recognise, newest first.
+	recs []pipeline.Record
+	// window counts every record at or after the floor, recognised or not;
+	// oldest is the time of the oldest of them.
+	window int
+	oldest time.Time
+	// reached says whether the page went back past the floor.
+	reached bool
+}
+
 // normalise turns a page (newest first) into records, stopping at the
-// first record older than floor; reached says whether it got there. It
-// reads only what dedup needs (id, time, content hash); the event itself is
-// built by build, for the records the runner finds new.
-func (s *stream) normalise(items []gjson.Result, floor time.Time) ([]pipeline.Record, bool, error) {
-	out := make([]pipeline.Record, 0, len(items))
+// first record older than floor. It reads only what dedup needs (id, time,
+// content hash); the event itself is built by build, for the records the
+// runner finds new. A record the scan recognised from the known list is
+// not read at all: it is byte for byte one the runner has already seen, so
+// the runner would drop it. next is rebuilt to list every record at or
+// after the floor that the next poll may meet again.
+func (s *stream) normalise(pg page, floor time.Time, known, next *knownList) (readout, error) {
+	var rd readout
+	next.reset()
+	// The next poll's floor is at least the newest record's time less the
+	// lookback: older records are of no use to it (it reads the first of
+	// them, finds it older than its floor and stops). Leaving them out
+	// keeps a backlog's first poll from holding thousands per stream.
+	var newest time.Time
+	lookback := s.p.cfg.Lookback
+	rd.recs = make([]pipeline.Record, 0, len(pg.items))
 	vals := make([]gjson.Result, s.q.Len())
 	rank := make([]int, s.q.Len())
-	for i, item := range items {
+	for i, item := range pg.items {
+		if pg.known != nil && pg.known[i] >= 0 {
+			k := pg.known[i]
+			t := time.Unix(0, known.times[k]).UTC()
+			if t.Before(floor) {
+				rd.reached = true
+				return rd, nil
+			}
+			if !t.Before(newest.Add(-lookback)) {
+				next.keep(known, k)
+			}
+			newest = later(newest, t)
+			rd.window++
+			rd.oldest = t
+			continue
+		}
 		if !item.IsObject() {
-			return nil, false, fmt.Errorf("%s: record %d is %s, not an object", s.spec.path, i, item.Type)
+			return readout{}, fmt.Errorf("%s: record %d is %s, not an object", s.spec.path, i, item.Type)
 		}
 		s.q.ExtractFirst(item, vals, rank)
 		t, err := pipeline.ParseTime(vals[s.qTime])
 		if err != nil {
-			return nil, false, fmt.Errorf("%s: record %d (%.60s): time at %s: %w; set sources.%s.fields.%s.time to the right field",
+			return readout{}, fmt.Errorf("%s: record %d (%.60s): time at %s: %w; set sources.%s.fields.%s.time to the right field",
 				s.spec.path, i, keyHint(item), strings.Join(s.q.Paths(s.qTime), "|"), err, s.p.name, s.name)
 		}
 		if t.Before(floor) {
-			return out, true, nil
+			rd.reached = true
+			return rd, nil
 		}
 		raw := rawBytes(item)
 		rec := pipeline.Record{Time: t, Raw: raw, Key: pipeline.Str(vals[s.qID])}
 		if rec.Key == "" {
-			return nil, false, fmt.Errorf("%s: record %d: alert has no id at %s; set sources.%s.fields.%s.id",
+			return readout{}, fmt.Errorf("%s: record %d: alert has no id at %s; set sources.%s.fields.%s.id",
 				s.spec.path, i, strings.Join(s.q.Paths(s.qID), "|"), s.p.name, s.name)
 		}
 		rec.Hash = pipeline.ContentHash(raw)
-		out = append(out, rec)
+		rd.recs = append(rd.recs, rec)
+		if !t.Before(newest.Add(-lookback)) {
+			next.add(len(raw), rec.Hash, t)
+		}
+		newest = later(newest, t)
+		rd.window++
+		rd.oldest = t
 	}
-	return out, false, nil
+	return rd, nil
 }
 
 // build fills rec.Event from rec.Raw (pipeline.Batch.Normalize).
@@ -374,4 +450,96 @@ func hashWithout(item gjson.Result, skip map[string]bool) uint64 {
 		return true
 	})
 	return d.Sum64()
+}
+
+// knownList is what a stream's last committed poll read, in the order of
+// its answer (newest first): the length, content hash and time of every
+// record at or after that poll's floor. The runner has each of them in its
+// seen index with that hash, so a record of the next poll whose bytes hash
+// the same is one the runner would drop: the scan passes over it without
+// validating or reading it. With a lookback of many records, that re-read
+// is most of what a poll fetches.
+type knownList struct {
+	lens   []uint32
+	hashes []uint64
+	times  []int64 // Unix nanoseconds
+}
+
+func (k *knownList) reset() {
+	k.lens, k.hashes, k.times = k.lens[:0], k.hashes[:0], k.times[:0]
+}
+
+// add appends a record. One whose length or time does not fit is left out:
+// the next poll reads it, as it would without the list.
+func (k *knownList) add(n int, hash uint64, t time.Time) {
+	ns := t.UnixNano()
+	if n <= 0 || uint64(n) > math.MaxUint32 || !time.Unix(0, ns).Equal(t) {
+		return
+	}
+	k.lens, k.hashes, k.times = append(k.lens, uint32(n)), append(k.hashes, hash), append(k.times, ns)
+}
+
+// later returns the later of a and b.
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// shrink lets go of storage far larger than the list, which a large poll
+// (a backlog, a long outage) left behind.
+func (k *knownList) shrink() {
+	if cap(k.lens) > 2*len(k.lens)+4096 {
+		k.lens, k.hashes, k.times = slices.Clone(k.lens), slices.Clone(k.hashes), slices.Clone(k.times)
+	}
+}
+
+// keep appends record i of from.
+func (k *knownList) keep(from *knownList, i int32) {
+	k.lens, k.hashes, k.times = append(k.lens, from.lens[i]), append(k.hashes, from.hashes[i]), append(k.times, from.times[i])
+}
+
+// matchWindow is how far past the last recognised record the matcher looks
+// for the next one: a few records deleted upstream, or reordered among
+// equal times, do not lose its place.
+const matchWindow = 8
+
+// matcher is a pipeline.ElementMatcher over a known list, for one scan. The
+// records of a new answer come in the order of the last one, with new
+// records before them and the odd late or changed record among them, so it
+// tries the records that follow the last one it recognised.
+type matcher struct {
+	k    *knownList
+	next int
+}
+
+func (m *matcher) match(rest string) (int, int32) {
+	if m.k == nil {
+		return 0, -1
+	}
+	for c := m.next; c < len(m.k.lens) && c < m.next+matchWindow; c++ {
+		n := int(m.k.lens[c])
+		if n > len(rest) || !endsElement(rest, n) || xxhash.Sum64String(rest[:n]) != m.k.hashes[c] {
+			continue
+		}
+		m.next = c + 1
+		return n, int32(c)
+	}
+	return 0, -1
+}
+
+// endsElement reports whether an array element can end at rest[n]: what
+// follows, after any space, is a comma or the closing bracket.
+func endsElement(rest string, n int) bool {
+	for ; n < len(rest); n++ {
+		switch rest[n] {
+		case ' ', '\t', '\n', '\r':
+			continue
+		case ',', ']':
+			return true
+		}
+		return false
+	}
+	return false
 }
