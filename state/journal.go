@@ -99,7 +99,15 @@ func (s *Store) Cursor(sink string) (uint64, bool, error) {
 
 // SetCursor moves the sink's cursor forward to seq. A cursor never moves
 // back: a lower seq (a batch that was also evicted to dead-letter) is ignored.
+// A cursor already known to be at or past seq costs no transaction: a bbolt
+// commit writes and syncs its meta page even when nothing changed.
 func (s *Store) SetCursor(sink string, seq uint64) error {
+	s.cursorMu.Lock()
+	cur, known := s.cursors[sink] // never ahead of the file: eviction only moves the file's forward
+	s.cursorMu.Unlock()
+	if known && cur >= seq {
+		return nil
+	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketCursors)
 		if cur := getUint(b, []byte(sink)); cur >= seq && b.Get([]byte(sink)) != nil {

@@ -208,6 +208,29 @@ func TestCursorNeverMovesBack(t *testing.T) {
 	if c, ok, _ := s.Cursor("b"); !ok || c != 0 {
 		t.Fatalf("cursor b = %d %v, want 0 and present", c, ok)
 	}
+	// A cursor that does not move writes nothing.
+	pageWrites := func() int64 { st := s.db.Stats(); return st.TxStats.GetWrite() }
+	writes := pageWrites()
+	for _, seq := range []uint64{9, 4, 0} {
+		if err := s.SetCursor("a", seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.SetCursor("b", 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := pageWrites() - writes; got != 0 {
+		t.Errorf("cursors that did not move cost %d page writes", got)
+	}
+	if err := s.SetCursor("a", 10); err != nil {
+		t.Fatal(err)
+	}
+	if got := pageWrites() - writes; got == 0 {
+		t.Error("a cursor that moved wrote nothing")
+	}
+	if c, _, _ := s.Cursor("a"); c != 10 {
+		t.Errorf("cursor a = %d, want 10", c)
+	}
 }
 
 func TestTrimRetentionAndBudget(t *testing.T) {
