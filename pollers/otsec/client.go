@@ -118,8 +118,9 @@ func (c *client) get(parent context.Context, path string, query url.Values, dst 
 	return data, body, nil
 }
 
-// getList performs one GET of a list endpoint and returns its records and
-// total (-1 when not given) and the body they point into.
+// getList performs one GET of a list endpoint and returns its page (records,
+// total or -1, and which records match recognised) and the body they point
+// into.
 func (c *client) getList(parent context.Context, path string, query url.Values, dst []byte, match pipeline.ElementMatcher) (page, []byte, error) {
 	status, ctype, body, err := c.exchange(parent, path, query, dst)
 	if err != nil {
@@ -331,8 +332,8 @@ func DecodeListBody(status int, contentType string, body []byte) ([]gjson.Result
 
 // decodeListBody is DecodeListBody with an element matcher for the record
 // list (see pipeline.ScanListEnvelopeMatching). known holds the matcher's
-// tag of each item, -1 for an item read in full; it is nil when no item was
-// matched (no matcher, or an answer that went the two-step way).
+// tag of each item, -1 for an item read in full; it is nil when there was
+// no matcher or the answer went the two-step way (every item read).
 func decodeListBody(status int, contentType string, body []byte, match pipeline.ElementMatcher) (items []gjson.Result, known []int32, total int, err error) {
 	trimmed := bytes.TrimSpace(body)
 	if status >= 200 && status <= 299 && len(trimmed) > 0 && trimmed[0] == '{' &&

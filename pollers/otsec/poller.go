@@ -77,8 +77,9 @@ func (p *Poller) Streams(ctx context.Context) ([]pipeline.Stream, error) {
 	return out, nil
 }
 
-// list GETs a list endpoint into buf's storage and decodes its records; it
-// returns the buffer now holding the body.
+// list GETs a list endpoint into buf's storage and decodes its records,
+// passing over those match recognises (nil: none); it returns the buffer
+// now holding the body.
 func (p *Poller) list(ctx context.Context, path string, q url.Values, buf []byte, match pipeline.ElementMatcher) (page, []byte, error) {
 	pg, body, err := p.client.getList(ctx, path, q, buf, match)
 	if body != nil {

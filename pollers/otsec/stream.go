@@ -335,6 +335,14 @@ func (s *stream) normalise(pg page, floor time.Time, known, next *knownList) (re
 	return rd, nil
 }
 
+// later returns the later of a and b.
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
 // build fills rec.Event from rec.Raw (pipeline.Batch.Normalize).
 func (s *stream) build(rec *pipeline.Record) error {
 	item := gjson.Parse(unsafe.String(unsafe.SliceData(rec.Raw), len(rec.Raw)))
@@ -458,13 +466,16 @@ func hashWithout(item gjson.Result, skip map[string]bool) uint64 {
 // seen index with that hash, so a record of the next poll whose bytes hash
 // the same is one the runner would drop: the scan passes over it without
 // validating or reading it. With a lookback of many records, that re-read
-// is most of what a poll fetches.
+// is most of what a poll fetches. Equal 64-bit xxhash and length stand for
+// equal bytes here, as the content hash already does for the runner's
+// choice between a repeat and a revision.
 type knownList struct {
 	lens   []uint32
 	hashes []uint64
 	times  []int64 // Unix nanoseconds
 }
 
+// reset empties the list, keeping its storage.
 func (k *knownList) reset() {
 	k.lens, k.hashes, k.times = k.lens[:0], k.hashes[:0], k.times[:0]
 }
@@ -477,14 +488,6 @@ func (k *knownList) add(n int, hash uint64, t time.Time) {
 		return
 	}
 	k.lens, k.hashes, k.times = append(k.lens, uint32(n)), append(k.hashes, hash), append(k.times, ns)
-}
-
-// later returns the later of a and b.
-func later(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
 }
 
 // shrink lets go of storage far larger than the list, which a large poll
@@ -514,6 +517,7 @@ type matcher struct {
 	next int
 }
 
+// match implements pipeline.ElementMatcher.
 func (m *matcher) match(rest string) (int, int32) {
 	if m.k == nil {
 		return 0, -1
