@@ -131,10 +131,6 @@ func syncDir(dir string) error {
 // compactFrom is bolt.Compact, with a damaged page of src an error (bbolt
 // panics on one) naming the file.
 func compactFrom(dst, src *bolt.DB) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = damaged(src.Path(), r)
-		}
-	}()
+	defer recoverDamage(src.Path(), &err)
 	return bolt.Compact(dst, src, compactTxBytes)
 }

@@ -21,17 +21,18 @@ var ErrDamaged = errors.New("the state file is damaged")
 // bridge runs thus stops it at the next commit that meets the damage, and
 // the restart's Open (verifyPages) then says what is wrong.
 func (s *Store) view(fn func(*bolt.Tx) error) (err error) {
-	defer s.recoverDamage(&err)
+	defer recoverDamage(s.path, &err)
 	return s.db.View(fn)
 }
 
-// recoverDamage turns a panic into an error wrapping ErrDamaged. It
-// recovers every panic, so that a bridge with a damaged file says so and
-// keeps its other streams and sinks going rather than exiting with a stack
-// trace; the panic's own words are kept in the error.
-func (s *Store) recoverDamage(err *error) {
+// recoverDamage, deferred, turns a panic into an error about the file at
+// path wrapping ErrDamaged. It recovers every panic, so that a bridge with a
+// damaged file says so and keeps its other streams and sinks going rather
+// than exiting with a stack trace; the panic's own words are kept in the
+// error.
+func recoverDamage(path string, err *error) {
 	if r := recover(); r != nil {
-		*err = damaged(s.path, r)
+		*err = damaged(path, r)
 	}
 }
 
