@@ -340,15 +340,12 @@ type ElementMatcher func(rest string) (n int, tag int32)
 // object (the result is then empty); a valid body gives what ValidJSON,
 // Members and Elements would. listRank and totalRank give a data member's
 // key its rank (lower is better, negative: not a candidate).
-func ScanListEnvelope(body []byte, listRank, totalRank func(key string) int) (ListScan, bool) {
-	return ScanListEnvelopeMatching(body, listRank, totalRank, nil)
-}
-
-// ScanListEnvelopeMatching is ScanListEnvelope with an ElementMatcher for the
-// record list: the elements it recognises are passed over without being
-// read, which is what makes re-reading a lookback window of records seen at
-// the last poll cheap. Everything else in the body is checked as before.
-func ScanListEnvelopeMatching(body []byte, listRank, totalRank func(key string) int, match ElementMatcher) (ListScan, bool) {
+//
+// match, when not nil, recognises elements of the record list that are
+// passed over without being read, which is what makes re-reading a lookback
+// window of records seen at the last poll cheap; everything else in the
+// body is checked as without it.
+func ScanListEnvelope(body []byte, listRank, totalRank func(key string) int, match ElementMatcher) (ListScan, bool) {
 	invalid := ListScan{Total: -1}
 	obj := unsafe.String(unsafe.SliceData(body), len(body))
 	i := skipSpace(obj, 0)

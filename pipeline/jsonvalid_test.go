@@ -94,7 +94,7 @@ func FuzzScanListEnvelope(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_, ok := pipeline.ScanListEnvelope(b, rankOf("items", "data"), rankOf("total"))
+		_, ok := pipeline.ScanListEnvelope(b, rankOf("items", "data"), rankOf("total"), nil)
 		want := gjson.ValidBytes(b) && gjson.ParseBytes(b).IsObject()
 		if ok != want {
 			t.Fatalf("ScanListEnvelope(%q) ok = %v, want %v", b, ok, want)
@@ -106,7 +106,7 @@ func BenchmarkScanListEnvelope(b *testing.B) {
 	body := benchListBody()
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		if res, ok := pipeline.ScanListEnvelope(body, rankOf("items"), rankOf("total")); !ok || len(res.Items) != 1000 || res.Total != 1000 {
+		if res, ok := pipeline.ScanListEnvelope(body, rankOf("items"), rankOf("total"), nil); !ok || len(res.Items) != 1000 || res.Total != 1000 {
 			b.Fatalf("ok %v, %d items, total %d", ok, len(res.Items), res.Total)
 		}
 	}
@@ -132,7 +132,7 @@ func FuzzScanListEnvelopeMatching(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte, other string) {
 		listRank, totalRank := rankOf("items", "list"), rankOf("total")
-		want, wantOK := pipeline.ScanListEnvelope(b, listRank, totalRank)
+		want, wantOK := pipeline.ScanListEnvelope(b, listRank, totalRank, nil)
 		var known []string
 		for _, it := range want.Items {
 			known = append(known, it.Raw)
@@ -157,7 +157,7 @@ func FuzzScanListEnvelopeMatching(f *testing.F) {
 			}
 			return 0, -1
 		}
-		got, ok := pipeline.ScanListEnvelopeMatching(b, listRank, totalRank, match)
+		got, ok := pipeline.ScanListEnvelope(b, listRank, totalRank, match)
 		if ok != wantOK || got.HasList != want.HasList || got.Total != want.Total || len(got.Items) != len(want.Items) {
 			t.Fatalf("%q: matching scan ok %v, list %v, total %d, %d items; plain scan %v, %v, %d, %d",
 				b, ok, got.HasList, got.Total, len(got.Items), wantOK, want.HasList, want.Total, len(want.Items))
@@ -184,7 +184,7 @@ func FuzzScanListEnvelopeMatching(f *testing.F) {
 // poll that re-reads a lookback of 900 records and finds 100 new ones).
 func BenchmarkScanListEnvelopeMatching(b *testing.B) {
 	body := benchListBody()
-	res, ok := pipeline.ScanListEnvelope(body, rankOf("items"), rankOf("total"))
+	res, ok := pipeline.ScanListEnvelope(body, rankOf("items"), rankOf("total"), nil)
 	if !ok {
 		b.Fatal("bench body does not scan")
 	}
@@ -209,7 +209,7 @@ func BenchmarkScanListEnvelopeMatching(b *testing.B) {
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
 		next = 0
-		if res, ok := pipeline.ScanListEnvelopeMatching(body, rankOf("items"), rankOf("total"), match); !ok || len(res.Items) != 1000 || res.Known[999] != 899 {
+		if res, ok := pipeline.ScanListEnvelope(body, rankOf("items"), rankOf("total"), match); !ok || len(res.Items) != 1000 || res.Known[999] != 899 {
 			b.Fatalf("ok %v, %d items", ok, len(res.Items))
 		}
 	}

@@ -319,26 +319,20 @@ func snippet(b []byte) string {
 	}, string(b))
 }
 
-// DecodeListBody is DecodeEnvelope followed by DecodeList, with the same
+// decodeListBody is DecodeEnvelope followed by DecodeList, with the same
 // results and errors, for a list endpoint's whole answer. A well-formed
 // answer takes one walk over the body, which validates it and splits the
-// list as it goes; anything else (an error status, an HTML page, JSON that
-// is not valid, error: true, no list) goes the two-step way, which words
-// the error.
-func DecodeListBody(status int, contentType string, body []byte) ([]gjson.Result, int, error) {
-	items, _, total, err := decodeListBody(status, contentType, body, nil)
-	return items, total, err
-}
-
-// decodeListBody is DecodeListBody with an element matcher for the record
-// list (see pipeline.ScanListEnvelopeMatching). known holds the matcher's
-// tag of each item, -1 for an item read in full; it is nil when there was
-// no matcher or the answer went the two-step way (every item read).
+// list as it goes, passing over the records match recognises (see
+// pipeline.ScanListEnvelope); anything else (an error status, an HTML page,
+// JSON that is not valid, error: true, no list) goes the two-step way,
+// which words the error. known holds match's tag of each item, -1 for an
+// item read in full; it is nil when match is nil or the answer went the
+// two-step way (every item read).
 func decodeListBody(status int, contentType string, body []byte, match pipeline.ElementMatcher) (items []gjson.Result, known []int32, total int, err error) {
 	trimmed := bytes.TrimSpace(body)
 	if status >= 200 && status <= 299 && len(trimmed) > 0 && trimmed[0] == '{' &&
 		!strings.Contains(strings.ToLower(contentType), "html") {
-		scan, valid := pipeline.ScanListEnvelopeMatching(trimmed, listRank, totalRank, match)
+		scan, valid := pipeline.ScanListEnvelope(trimmed, listRank, totalRank, match)
 		if valid && scan.HasList && scan.Error.Type != gjson.True {
 			return scan.Items, scan.Known, scan.Total, nil
 		}

@@ -131,7 +131,7 @@ func FuzzDecodeListBody(f *testing.F) {
 	f.Add(500, "", []byte(`{"data":[1]}`))
 	f.Add(200, "text/html", []byte(`{"data":[1]}`))
 	f.Fuzz(func(t *testing.T, status int, ctype string, body []byte) {
-		items, total, err := DecodeListBody(status, ctype, body)
+		items, _, total, err := decodeListBody(status, ctype, body, nil)
 		var wantItems []gjson.Result
 		wantTotal := -1
 		data, wantErr := DecodeEnvelope(status, ctype, body)
@@ -139,17 +139,17 @@ func FuzzDecodeListBody(f *testing.F) {
 			wantItems, wantTotal, wantErr = DecodeList(data)
 		}
 		if (err == nil) != (wantErr == nil) || err != nil && err.Error() != wantErr.Error() {
-			t.Fatalf("DecodeListBody(%d, %q, %q) error %v, two steps give %v", status, ctype, body, err, wantErr)
+			t.Fatalf("decodeListBody(%d, %q, %q) error %v, two steps give %v", status, ctype, body, err, wantErr)
 		}
 		if err != nil {
 			return
 		}
 		if total != wantTotal || len(items) != len(wantItems) {
-			t.Fatalf("DecodeListBody(%q) = %d items, total %d; two steps give %d, %d", body, len(items), total, len(wantItems), wantTotal)
+			t.Fatalf("decodeListBody(%q) = %d items, total %d; two steps give %d, %d", body, len(items), total, len(wantItems), wantTotal)
 		}
 		for i := range items {
 			if items[i].Raw != wantItems[i].Raw || items[i].Type != wantItems[i].Type {
-				t.Fatalf("DecodeListBody(%q) item %d = %q, two steps give %q", body, i, items[i].Raw, wantItems[i].Raw)
+				t.Fatalf("decodeListBody(%q) item %d = %q, two steps give %q", body, i, items[i].Raw, wantItems[i].Raw)
 			}
 		}
 	})
