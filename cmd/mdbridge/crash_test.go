@@ -150,17 +150,7 @@ sources:
 
 	// The last run: no new records, so it can catch up with everything.
 	stopGen()
-	want := map[string]bool{} // stream id + " " + raw.id
-	wantPerStream := map[string]int{}
-	for _, st := range streams {
-		for _, sensor := range sensors {
-			sid := "plant-a/" + site + "/" + sensor + "/" + st
-			for _, r := range srv.Records(st, site, sensor) {
-				want[sid+" "+recordID(r["id"])] = true
-				wantPerStream[sid]++
-			}
-		}
-	}
+	want, wantPerStream := expectedRecords(srv, site, sensors, streams)
 	t.Logf("the fake holds %d records (%d backlog + %d generated)", len(want),
 		backlog*len(streams)*len(sensors), len(want)-backlog*len(streams)*len(sensors))
 
@@ -368,6 +358,23 @@ func withoutObserved(line []byte) []byte {
 
 // recordID renders a decoded record id (a float64 from otsectest.Records) the
 // way it appears in raw.id.
+// expectedRecords lists every record the fake holds for source plant-a's
+// streams of one site: want is keyed by stream id + " " + raw.id, and
+// wantPerStream counts them by stream id.
+func expectedRecords(srv *otsectest.Server, site string, sensors, streams []string) (want map[string]bool, wantPerStream map[string]int) {
+	want, wantPerStream = map[string]bool{}, map[string]int{}
+	for _, st := range streams {
+		for _, sensor := range sensors {
+			sid := "plant-a/" + site + "/" + sensor + "/" + st
+			for _, r := range srv.Records(st, site, sensor) {
+				want[sid+" "+recordID(r["id"])] = true
+				wantPerStream[sid]++
+			}
+		}
+	}
+	return want, wantPerStream
+}
+
 func recordID(v any) string {
 	switch x := v.(type) {
 	case float64:

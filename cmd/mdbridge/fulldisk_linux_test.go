@@ -100,15 +100,7 @@ sinks:
 	limit(unix.RLIM_INFINITY)
 	time.Sleep(time.Second)
 	stopGen()
-	want := map[string]bool{}
-	wantPerStream := map[string]int{}
-	for _, st := range streams {
-		sid := "plant-a/" + site + "/" + sensor + "/" + st
-		for _, r := range srv.Records(st, site, sensor) {
-			want[sid+" "+recordID(r["id"])] = true
-			wantPerStream[sid]++
-		}
-	}
+	want, wantPerStream := expectedRecords(srv, site, []string{sensor}, streams)
 	tl := &tailer{path: out, seen: map[string]bool{}}
 	deadline := time.Now().Add(60 * time.Second)
 	for missingCount(want, tl.seen) > 0 {
