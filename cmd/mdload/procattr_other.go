@@ -3,6 +3,7 @@
 package main
 
 import (
+	"os"
 	"runtime"
 	"syscall"
 )
@@ -17,3 +18,12 @@ func maxRSSMiB(ru *syscall.Rusage) float64 {
 
 // procMem is only implemented on Linux.
 func procMem(int) (anon, file int64, ok bool) { return 0, 0, false }
+
+// openDirect opens path for reading; direct reads are only tried on Linux.
+func openDirect(path string) (*os.File, bool, error) {
+	f, err := os.Open(path)
+	return f, false, err
+}
+
+// alignedBuffer returns an ordinary n-byte slice off Linux.
+func alignedBuffer(n int) ([]byte, bool) { return make([]byte, n), false }

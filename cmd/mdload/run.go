@@ -711,36 +711,78 @@ func (w *watchWriter) String() string {
 }
 
 // lineCounter counts the newlines appended to a file, reading each byte once.
+// lineCounter counts the lines of a file that only grows, reading each
+// byte once. It reads with O_DIRECT where it can (see openDirect): reads
+// then start at an aligned offset, and the bytes before lc.off in the
+// first block are read again but not counted again.
 type lineCounter struct {
-	path  string
-	f     *os.File
-	off   int64
-	lines int64
-	buf   []byte
+	path   string
+	f      *os.File
+	direct bool
+	off    int64 // bytes counted so far
+	lines  int64
+	buf    []byte
 }
+
+// countAlign is the alignment of O_DIRECT offsets and lengths.
+const countAlign = 4096
 
 func (lc *lineCounter) update() (int64, error) {
 	if lc.f == nil {
-		f, err := os.Open(lc.path)
+		f, direct, err := openDirect(lc.path)
 		if errors.Is(err, os.ErrNotExist) {
 			return 0, nil
 		}
 		if err != nil {
 			return 0, err
 		}
-		lc.f, lc.buf = f, make([]byte, 1<<20)
+		buf, aligned := alignedBuffer(4 << 20)
+		lc.f, lc.buf, lc.direct = f, buf, direct && aligned
+		if direct && !aligned {
+			f.Close()
+			if lc.f, err = os.Open(lc.path); err != nil {
+				return 0, err
+			}
+		}
 	}
 	for {
-		n, err := lc.f.Read(lc.buf)
-		lc.lines += int64(bytes.Count(lc.buf[:n], []byte{'\n'}))
-		lc.off += int64(n)
-		if errors.Is(err, io.EOF) || (err == nil && n == 0) {
-			return lc.lines, nil
+		start := lc.off
+		if lc.direct {
+			start &^= countAlign - 1
+		}
+		n, err := readOnce(lc.f, lc.buf, start)
+		if skip := int(lc.off - start); n > skip {
+			lc.lines += int64(bytes.Count(lc.buf[skip:n], []byte{'\n'}))
+			lc.off = start + int64(n)
 		}
 		if err != nil {
 			return lc.lines, err
 		}
+		if n < len(lc.buf) {
+			return lc.lines, nil
+		}
 	}
+}
+
+// readOnce is one pread(2): os.File.ReadAt would go on after a short read
+// with an unaligned buffer and offset, which O_DIRECT refuses.
+func readOnce(f *os.File, b []byte, off int64) (int, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	var rerr error
+	if err := rc.Read(func(fd uintptr) bool {
+		n, rerr = syscall.Pread(int(fd), b, off)
+		return true
+	}); err != nil {
+		return 0, err
+	}
+	if rerr != nil {
+		return 0, fmt.Errorf("read %s: %w", f.Name(), rerr)
+	}
+	return max(n, 0), nil
 }
 
 func (lc *lineCounter) close() {
