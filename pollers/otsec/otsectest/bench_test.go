@@ -65,3 +65,19 @@ func BenchmarkServeListHTTP(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkGenerate measures making up and storing new records, the
+// simulator's own cost at a live rate (mdload -rate): one op is one
+// record, alternately a device and a Suricata alert.
+func BenchmarkGenerate(b *testing.B) {
+	s := otsectest.NewUnstartedHandler(otsectest.Options{})
+	defer s.Close()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		stream := otsectest.StreamDeviceAlerts
+		if i%2 == 1 {
+			stream = otsectest.StreamSuricataAlerts
+		}
+		s.Add(stream, site, sensor, 1)
+	}
+}
