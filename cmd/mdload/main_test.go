@@ -126,3 +126,31 @@ func TestLineCounter(t *testing.T) {
 		})
 	}
 }
+
+// TestParseFlags checks that bad combinations are refused, each naming the
+// flag, and that good ones come through.
+func TestParseFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string // "" for no error
+	}{
+		{nil, ""},
+		{[]string{"-rate", "50000", "-duration", "30s", "-compete", "0.8"}, ""},
+		{[]string{"-compete", "1"}, ""},
+		{[]string{"-compete", "1.5"}, "-compete 1.5"},
+		{[]string{"-compete", "-0.1"}, "-compete -0.1"},
+		{[]string{"-rate", "100"}, "-rate and -duration go together"},
+		{[]string{"-kinds", "device_alerts,bogus", "-streams", "2"}, `unknown stream kind "bogus"`},
+		{[]string{"-sinks", "file,kafka"}, `unknown sink "kafka"`},
+	} {
+		o, err := parseFlags(c.args, io.Discard)
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%q: %v", c.args, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%q: error %v, want one containing %q", c.args, err, c.want)
+		case c.want == "" && o == nil:
+			t.Errorf("%q: no options", c.args)
+		}
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -47,6 +48,7 @@ type options struct {
 	lookback      time.Duration
 	sinks         []string
 	kinds         []string
+	compete       float64
 }
 
 func parseFlags(args []string, out io.Writer) (*options, error) {
@@ -76,6 +78,8 @@ func parseFlags(args []string, out io.Writer) (*options, error) {
 			"response bytes and records served; it shares the CPUs with the bridge")
 	fs.DurationVar(&o.lookback, "lookback", 10*time.Second,
 		"the bridge's lookback: each poll re-reads this far behind the watermark, so it costs rate x lookback records per poll (the simulator's late records are at most 5s late)")
+	fs.Float64Var(&o.compete, "compete", 0, "busy-loop this fraction of one CPU (0 to 1) in mdload while the bridge runs: a stand-in "+
+		"for a busier or slower machine, to see how much headroom the bridge has (its CPU is counted in mdload's)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "pass -cpuprofile FILE to the bridge (a CPU profile of its whole run)")
 	sinkList := fs.String("sinks", "file", "comma-separated sinks the bridge delivers to, each with its receiver inside mdload on loopback: "+
 		"file, nats (embedded nats-server with a JetStream file stream), syslog (TCP, octet counting), webhook (HTTP); "+
@@ -109,6 +113,9 @@ func parseFlags(args []string, out io.Writer) (*options, error) {
 	if o.backlog < 0 {
 		errs = append(errs, errors.New("-backlog must not be negative"))
 	}
+	if o.compete < 0 || o.compete > 1 {
+		errs = append(errs, fmt.Errorf("-compete %g: want a fraction of one CPU, 0 to 1", o.compete))
+	}
 	if o.timeout <= 0 {
 		errs = append(errs, errors.New("-timeout must be positive"))
 	}
@@ -119,6 +126,41 @@ func parseFlags(args []string, out io.Writer) (*options, error) {
 	}
 	return o, errors.Join(errs...)
 }
+
+// compete busy-loops frac of one CPU on a thread of its own, in slices of
+// 50 ms, until the returned function is called.
+func compete(frac float64) (stop func()) {
+	if frac <= 0 {
+		return func() {}
+	}
+	const period = 50 * time.Millisecond
+	busy := time.Duration(frac * float64(period))
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread()
+		x := uint64(1)
+		for {
+			select {
+			case <-quit:
+				competeSink.Store(x)
+				return
+			default:
+			}
+			end := time.Now().Add(busy)
+			for time.Now().Before(end) {
+				for i := 0; i < 1000; i++ {
+					x = x*6364136223846793005 + 1442695040888963407
+				}
+			}
+			time.Sleep(period - busy)
+		}
+	}()
+	return func() { close(quit); <-done }
+}
+
+// competeSink keeps compete's arithmetic from being optimised away.
+var competeSink atomic.Uint64
 
 // layout splits streams into sites x sensors x kinds, as square as
 // possible, within mdsim's limit of 84 sites and 84 sensors per site.
@@ -187,6 +229,7 @@ type result struct {
 	FinalLagSec    float64          `json:"final_lag_seconds,omitempty"`
 	Samples        int              `json:"lag_samples,omitempty"`
 	CPUs           int              `json:"cpus"`
+	Compete        float64          `json:"compete_cpu,omitempty"`
 	Dir            string           `json:"dir,omitempty"`
 	Interrupted    bool             `json:"interrupted,omitempty"`
 }
@@ -357,6 +400,8 @@ func measure(ctx context.Context, o *options, logw io.Writer) (*result, error) {
 	if err != nil {
 		return res, err
 	}
+	res.Compete = o.compete
+	defer compete(o.compete)()
 	stopped := false
 	stopBridge := func() {
 		if stopped {

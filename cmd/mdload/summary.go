@@ -67,7 +67,10 @@ func printSummary(w io.Writer, r *result) {
 			p("", "%.300s", l)
 		}
 	}
-	p("mdload CPU", "%d ms (line counting, sampling, proxy if any)", r.SelfCPUMS)
+	if r.Compete > 0 {
+		p("competing load", "%.2f of one CPU busy-looped in mdload during the run (-compete)", r.Compete)
+	}
+	p("mdload CPU", "%d ms (line counting, sampling, proxy if any, -compete if any)", r.SelfCPUMS)
 	if r.Dir != "" {
 		p("kept", "%s", r.Dir)
 	}
