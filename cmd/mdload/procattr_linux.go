@@ -52,11 +52,12 @@ func openDirect(path string) (f *os.File, ok bool, err error) {
 }
 
 // alignedBuffer returns n bytes aligned for O_DIRECT (mapped memory is
-// page-aligned), or an ordinary slice when the mapping fails.
-func alignedBuffer(n int) ([]byte, bool) {
+// page-aligned) and the function that unmaps them, or an ordinary slice
+// and nil when the mapping fails.
+func alignedBuffer(n int) ([]byte, func()) {
 	b, err := syscall.Mmap(-1, 0, n, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANONYMOUS)
 	if err != nil {
-		return make([]byte, n), false
+		return make([]byte, n), nil
 	}
-	return b, true
+	return b, func() { _ = syscall.Munmap(b) }
 }

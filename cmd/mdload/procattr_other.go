@@ -25,5 +25,6 @@ func openDirect(path string) (*os.File, bool, error) {
 	return f, false, err
 }
 
-// alignedBuffer returns an ordinary n-byte slice off Linux.
-func alignedBuffer(n int) ([]byte, bool) { return make([]byte, n), false }
+// alignedBuffer returns an ordinary n-byte slice off Linux, and no
+// function to release it.
+func alignedBuffer(n int) ([]byte, func()) { return make([]byte, n), nil }

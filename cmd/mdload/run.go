@@ -755,18 +755,18 @@ func (w *watchWriter) String() string {
 	return w.buf.String()
 }
 
-// lineCounter counts the newlines appended to a file, reading each byte once.
 // lineCounter counts the lines of a file that only grows, reading each
 // byte once. It reads with O_DIRECT where it can (see openDirect): reads
 // then start at an aligned offset, and the bytes before lc.off in the
 // first block are read again but not counted again.
 type lineCounter struct {
-	path   string
-	f      *os.File
-	direct bool
-	off    int64 // bytes counted so far
-	lines  int64
-	buf    []byte
+	path    string
+	f       *os.File
+	direct  bool
+	off     int64 // bytes counted so far
+	lines   int64
+	buf     []byte
+	release func() // unmaps buf, when it was mapped
 }
 
 // countAlign is the alignment of O_DIRECT offsets and lengths.
@@ -781,11 +781,10 @@ func (lc *lineCounter) update() (int64, error) {
 		if err != nil {
 			return 0, err
 		}
-		buf, aligned := alignedBuffer(4 << 20)
-		lc.f, lc.buf, lc.direct = f, buf, direct && aligned
-		if direct && !aligned {
-			f.Close()
-			if lc.f, err = os.Open(lc.path); err != nil {
+		buf, release := alignedBuffer(4 << 20)
+		lc.f, lc.buf, lc.release, lc.direct = f, buf, release, direct && release != nil
+		if direct && !lc.direct {
+			if err := lc.reopenBuffered(); err != nil {
 				return 0, err
 			}
 		}
@@ -796,6 +795,14 @@ func (lc *lineCounter) update() (int64, error) {
 			start &^= countAlign - 1
 		}
 		n, err := readOnce(lc.f, lc.buf, start)
+		if lc.direct && errors.Is(err, syscall.EINVAL) {
+			// Opened with O_DIRECT but its reads refused: read through
+			// the page cache instead, from where the count stands.
+			if err := lc.reopenBuffered(); err != nil {
+				return lc.lines, err
+			}
+			continue
+		}
 		if skip := int(lc.off - start); n > skip {
 			lc.lines += int64(bytes.Count(lc.buf[skip:n], []byte{'\n'}))
 			lc.off = start + int64(n)
@@ -807,6 +814,17 @@ func (lc *lineCounter) update() (int64, error) {
 			return lc.lines, nil
 		}
 	}
+}
+
+// reopenBuffered replaces the O_DIRECT descriptor with an ordinary one.
+func (lc *lineCounter) reopenBuffered() error {
+	lc.f.Close()
+	f, err := os.Open(lc.path)
+	if err != nil {
+		return err
+	}
+	lc.f, lc.direct = f, false
+	return nil
 }
 
 // readOnce is one pread(2): os.File.ReadAt would go on after a short read
@@ -833,6 +851,9 @@ func readOnce(f *os.File, b []byte, off int64) (int, error) {
 func (lc *lineCounter) close() {
 	if lc.f != nil {
 		lc.f.Close()
+	}
+	if lc.release != nil {
+		lc.release()
 	}
 }
 
