@@ -38,7 +38,7 @@ func TestBudgetDeadLetterThenReplay(t *testing.T) {
 	for _, st := range streams {
 		srv.Add(st, site, sensor, backlog)
 	}
-	want, wantPerStream := upstreamRecords(srv, site, []string{sensor}, streams)
+	want, wantPerStream := expectedRecords(srv, site, []string{sensor}, streams)
 
 	hook := startWebhookReceiver(t)
 	hook.down.Store(true)

@@ -356,8 +356,6 @@ func withoutObserved(line []byte) []byte {
 	return append(slices.Clone(line[:i]), line[end:]...)
 }
 
-// recordID renders a decoded record id (a float64 from otsectest.Records) the
-// way it appears in raw.id.
 // expectedRecords lists every record the fake holds for source plant-a's
 // streams of one site: want is keyed by stream id + " " + raw.id, and
 // wantPerStream counts them by stream id.
@@ -375,6 +373,8 @@ func expectedRecords(srv *otsectest.Server, site string, sensors, streams []stri
 	return want, wantPerStream
 }
 
+// recordID renders a decoded record id (a float64 from otsectest.Records) the
+// way it appears in raw.id.
 func recordID(v any) string {
 	switch x := v.(type) {
 	case float64:

@@ -213,7 +213,7 @@ sources:
 	recovered := time.Now()
 	time.Sleep(3 * time.Second) // records keep arriving across the recovery
 	stopGen()
-	want, wantPerStream := upstreamRecords(srv, site, sensors, streams)
+	want, wantPerStream := expectedRecords(srv, site, sensors, streams)
 	t.Logf("generator stopped: the fake holds %d records", len(want))
 
 	waitFor(t, b, 60*time.Second, "the file to hold every upstream record", func() (bool, string) {
@@ -395,23 +395,6 @@ func checkArrivals(t *testing.T, sink string, got []arrival, want map[string]arr
 	}
 	t.Logf("%s: %d arrivals, %d distinct events, %d repeats", sink, len(got), len(seen), repeats)
 	return seen
-}
-
-// upstreamRecords lists the fake's records as crash_test.go's checkOutput
-// wants them: stream id + " " + raw.id, and the count per stream id.
-func upstreamRecords(srv *otsectest.Server, site string, sensors, streams []string) (map[string]bool, map[string]int) {
-	want := map[string]bool{}
-	perStream := map[string]int{}
-	for _, st := range streams {
-		for _, sensor := range sensors {
-			sid := "plant-a/" + site + "/" + sensor + "/" + st
-			for _, r := range srv.Records(st, site, sensor) {
-				want[sid+" "+recordID(r["id"])] = true
-				perStream[sid]++
-			}
-		}
-	}
-	return want, perStream
 }
 
 // fileTail reads the complete lines appended to the file sink's output
