@@ -468,3 +468,33 @@ func TestParseTimeDoesNotAllocate(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkExtract pulls the fields the OT Security alert streams map out
+// of two records shaped like the simulator's (one device alert, one
+// Suricata alert, with quoted names in their messages).
+func BenchmarkExtract(b *testing.B) {
+	recs := []gjson.Result{
+		gjson.Parse(`{"id":1043,"alertStarted":"2026-12-05T08:53:32.144Z","alertEnded":null,"criticality":"Severe","status":"new","type":"dev-offline","name":"Device offline","message":"Device offline: ABB AC500 PM5650 PLC-18 (192.168.10.98, 00:24:59:E3:9D:05) has not been seen on the network for longer than the configured inactivity threshold of 15 minutes.","reason":"Policy \"Device offline\" (criticality Severe) matched on sensor 10.40.172.172 at site 10.40.172.144; the PLC was observed at Purdue level 1 talking to 9 peers.","deviceId":1018,"deviceName":"PLC-18","ipv4":"192.168.10.98","mac":"00:24:59:E3:9D:05","vendor":"ABB","model":"AC500 PM5650","deviceType":"PLC","firmware":"3.5.0","os":"","purdueLevel":"1","siteIp":"10.40.172.144","sensorIp":"10.40.172.172","comment":""}`),
+		gjson.Parse(`{"id":1046,"alertStarted":"2026-12-05T08:53:31.721Z","alertEnded":null,"criticality":"Medium","status":"acknowledged","type":"suricata","name":"ET SCAN Potential SSH Scan","signatureId":2001219,"signature":"ET SCAN Potential SSH Scan","category":"Attempted Information Leak","rev":7,"message":"Suricata rule 2001219 \"ET SCAN Potential SSH Scan\" fired for SSH traffic from PLC-15 (192.168.10.82) to SW-37 (192.168.10.194).","reason":"Classification: Attempted Information Leak; action: alert; rule set ET Open on sensor 10.40.172.172 at site 10.40.172.144.","srcIp":"192.168.10.82","srcPort":61193,"srcMac":"00:80:F4:E8:F1:7A","dstIp":"192.168.10.194","dstPort":22,"dstMac":"00:1B:54:45:E2:7F","protocol":"SSH","transport":"tcp","deviceId":1015,"deviceName":"PLC-15","siteIp":"10.40.172.144","sensorIp":"10.40.172.172","comment":""}`),
+	}
+	x := pipeline.NewExtractor(pipeline.FieldPaths{
+		"id": {"id", "alertId"}, "time": {"alertStarted", "startTime"}, "ended": {"alertEnded"}, "name": {"name", "alertName"},
+		"type": {"type"}, "status": {"status"}, "severity": {"criticality", "severity"}, "message": {"message", "description"},
+		"reason": {"reason"}, "device_id": {"deviceId", "device.id"}, "device_name": {"deviceName", "device.name"},
+		"ip": {"ipv4", "ip"}, "mac": {"mac"}, "vendor": {"vendor"}, "model": {"model"}, "device_type": {"deviceType"},
+		"firmware": {"firmware"}, "os": {"os"}, "purdue_level": {"purdueLevel"}, "src_ip": {"srcIp"}, "src_port": {"srcPort"},
+		"dst_ip": {"dstIp"}, "dst_port": {"dstPort"}, "protocol": {"protocol"}, "rule_id": {"signatureId"}, "rule_name": {"signature"},
+	})
+	out := make([]gjson.Result, x.Len())
+	rank := make([]int, x.Len())
+	msg := x.Index("message")
+	b.SetBytes(int64(len(recs[0].Raw) + len(recs[1].Raw)))
+	for b.Loop() {
+		for _, r := range recs {
+			x.Extract(r, out, rank)
+			if out[msg].Str == "" {
+				b.Fatal("no message")
+			}
+		}
+	}
+}
