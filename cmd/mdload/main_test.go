@@ -154,3 +154,24 @@ func TestParseFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestPercentile checks the nearest-rank percentiles the lag line reports.
+func TestPercentile(t *testing.T) {
+	tests := []struct {
+		samples []float64
+		p, want float64
+	}{
+		{nil, 50, 0},
+		{[]float64{0.7}, 90, 0.7},
+		{[]float64{0.9, 0.5, 0.8, 0.6}, 50, 0.6},
+		{[]float64{0.9, 0.5, 0.8, 0.6}, 90, 0.9},
+		{[]float64{3, 1, 2, 5, 4, 6, 7, 8, 9, 10}, 90, 9},
+		{[]float64{3, 1, 2, 5, 4, 6, 7, 8, 9, 10}, 50, 5},
+		{[]float64{2, 1}, 100, 2},
+	}
+	for _, tc := range tests {
+		if got := percentile(append([]float64(nil), tc.samples...), tc.p); got != tc.want {
+			t.Errorf("percentile(%v, %g) = %g, want %g", tc.samples, tc.p, got, tc.want)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -226,6 +227,8 @@ type result struct {
 	Expected       int64            `json:"expected_events,omitempty"`
 	WarmupSec      float64          `json:"warmup_seconds,omitempty"`
 	MaxLagSec      float64          `json:"max_lag_seconds,omitempty"`
+	MedianLagSec   float64          `json:"median_lag_seconds,omitempty"`
+	P90LagSec      float64          `json:"p90_lag_seconds,omitempty"`
 	FinalLagSec    float64          `json:"final_lag_seconds,omitempty"`
 	Samples        int              `json:"lag_samples,omitempty"`
 	CPUs           int              `json:"cpus"`
@@ -446,6 +449,7 @@ func measure(ctx context.Context, o *options, logw io.Writer) (*result, error) {
 	lastProgress := bridgeStart
 	var lastLines int64
 	warm := res.Mode == "rate" && backlog == 0
+	var warmLags []float64 // the lag samples after warm-up
 	nextSample := bridgeStart.Add(time.Second)
 	backlogTotal := int64(o.streams) * int64(backlog)
 loop:
@@ -507,8 +511,9 @@ loop:
 			warm = true
 			res.WarmupSec = now.Sub(bridgeStart).Seconds()
 		}
-		if warm && lag > res.MaxLagSec {
-			res.MaxLagSec = lag
+		if warm {
+			warmLags = append(warmLags, lag)
+			res.MaxLagSec = max(res.MaxLagSec, lag)
 		}
 		if now.Sub(bridgeStart) >= o.duration {
 			res.Complete = true
@@ -519,6 +524,7 @@ loop:
 		// Never caught up with the backlog: the lag over every sample.
 		res.MaxLagSec = res.FinalLagSec
 	}
+	res.MedianLagSec, res.P90LagSec = percentile(warmLags, 50), percentile(warmLags, 90)
 	end := lastEvent
 	if res.Mode == "rate" {
 		end = time.Now()
@@ -900,4 +906,15 @@ func scanLog(path string) (warns, errs int, sample string) {
 		}
 	}
 	return warns, errs, strings.Join(shown, "\n")
+}
+
+// percentile is the nearest-rank p-th percentile of samples (0 when there
+// are none); samples is sorted in place.
+func percentile(samples []float64, p float64) float64 {
+	if len(samples) == 0 {
+		return 0
+	}
+	slices.Sort(samples)
+	rank := int(math.Ceil(p / 100 * float64(len(samples))))
+	return samples[min(max(rank, 1), len(samples))-1]
 }

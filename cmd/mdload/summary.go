@@ -40,7 +40,8 @@ func printSummary(w io.Writer, r *result) {
 		} else {
 			p("warm-up", "the backlog was never out")
 		}
-		p("lag", "max %.1f s after warm-up, final %.1f s (%d one-second samples; lag = (generated - in file) / rate)", r.MaxLagSec, r.FinalLagSec, r.Samples)
+		p("lag", "max %.1f s after warm-up (median %.1f s, p90 %.1f s), final %.1f s (%d one-second samples; lag = (generated - in file) / rate)",
+			r.MaxLagSec, r.MedianLagSec, r.P90LagSec, r.FinalLagSec, r.Samples)
 	} else {
 		p("wall", "%.2f s from bridge start to the last event (first event after %.2f s; sampled every 100 ms)", r.WallSec, r.FirstEventSec)
 		p("events", "%d of %d", r.Events, r.Target)
