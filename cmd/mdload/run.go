@@ -449,7 +449,7 @@ func measure(ctx context.Context, o *options, logw io.Writer) (*result, error) {
 	lastProgress := bridgeStart
 	var lastLines int64
 	warm := res.Mode == "rate" && backlog == 0
-	var warmLags []float64 // the lag samples after warm-up
+	var allLags, warmLags []float64 // every lag sample, and those after warm-up
 	nextSample := bridgeStart.Add(time.Second)
 	backlogTotal := int64(o.streams) * int64(backlog)
 loop:
@@ -505,6 +505,7 @@ loop:
 		expected := backlogTotal + int64(rate*now.Sub(genStart).Seconds())
 		lag := max(0, float64(expected-n)/rate)
 		res.Samples++
+		allLags = append(allLags, lag)
 		res.Expected = expected
 		res.FinalLagSec = lag
 		if !warm && n >= backlogTotal {
@@ -523,6 +524,7 @@ loop:
 	if !warm && res.Mode == "rate" {
 		// Never caught up with the backlog: the lag over every sample.
 		res.MaxLagSec = res.FinalLagSec
+		warmLags = allLags
 	}
 	res.MedianLagSec, res.P90LagSec = percentile(warmLags, 50), percentile(warmLags, 90)
 	end := lastEvent
