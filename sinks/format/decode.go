@@ -816,71 +816,11 @@ func appendUnescaped(dst []byte, raw string, mode int) []byte {
 		if i+1 >= len(s) {
 			return dst
 		}
-		c := s[i+1]
-		s = s[i+2:]
 		var r rune
-		switch c {
-		case 'n':
-			r = '\n'
-		case 'r':
-			r = '\r'
-		case 't':
-			r = '\t'
-		case 'b':
-			r = '\b'
-		case 'f':
-			r = '\f'
-		case 'u':
-			r, s = decodeU(s)
-		default: // '"', '\\', '/'
-			r = rune(c)
-		}
+		r, s, _ = pipeline.DecodeEscape(s[i+1:])
 		n := utf8.EncodeRune(tmp[:], r)
 		dst = appendEscaped(dst, unsafe.String(&tmp[0], n), mode)
 	}
-}
-
-// decodeU decodes the four hex digits after \u (and a following low
-// surrogate), returning the rune and the rest of s.
-func decodeU(s string) (rune, string) {
-	r, ok := hex4(s)
-	if !ok {
-		return utf8.RuneError, s
-	}
-	s = s[4:]
-	if r >= 0xD800 && r < 0xDC00 {
-		if len(s) >= 6 && s[0] == '\\' && s[1] == 'u' {
-			if lo, ok := hex4(s[2:]); ok && lo >= 0xDC00 && lo < 0xE000 {
-				return (r-0xD800)<<10 | (lo - 0xDC00) + 0x10000, s[6:]
-			}
-		}
-		return utf8.RuneError, s
-	}
-	if r >= 0xDC00 && r < 0xE000 {
-		return utf8.RuneError, s
-	}
-	return r, s
-}
-
-func hex4(s string) (rune, bool) {
-	if len(s) < 4 {
-		return 0, false
-	}
-	var r rune
-	for i := range 4 {
-		c := s[i]
-		switch {
-		case c >= '0' && c <= '9':
-			r = r<<4 | rune(c-'0')
-		case c >= 'a' && c <= 'f':
-			r = r<<4 | rune(c-'a'+10)
-		case c >= 'A' && c <= 'F':
-			r = r<<4 | rune(c-'A'+10)
-		default:
-			return 0, false
-		}
-	}
-	return r, true
 }
 
 // appendCamel appends the letters and digits of s to dst in camel case:

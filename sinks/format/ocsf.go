@@ -815,20 +815,11 @@ func stringContent(s string) int {
 			}
 			i += size - 1
 		case c == '\\':
-			i++
-			if i >= len(s) {
+			_, rest, ok := pipeline.DecodeEscape(s[i+1:])
+			if !ok {
 				return contentInvalid
 			}
-			switch s[i] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-			case 'u':
-				if _, ok := hex4(s[i+1:]); !ok {
-					return contentInvalid
-				}
-				i += 4
-			default:
-				return contentInvalid
-			}
+			i = len(s) - len(rest) - 1
 		}
 	}
 	return result
