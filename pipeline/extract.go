@@ -34,34 +34,42 @@ func (p FieldPaths) Merge(overrides map[string]string) FieldPaths {
 // Extractor pulls a fixed set of fields out of JSON records in one pass over
 // each record's top-level keys; dotted paths are looked up separately.
 type Extractor struct {
-	names  []string
-	paths  [][]string
-	top    map[string][]slot // top-level key → fields it may fill
+	names []string
+	paths [][]string
+	// keys maps each top-level key the paths name to what it means, so that
+	// each member of a record costs one map lookup (a second one, for the
+	// heads, took a quarter of extraction's time).
+	keys   map[string]member
 	nested []nestedSlot
-	heads  map[string]int // first segment of plain dotted paths → index
-	// keys joins top and heads, so that each member of a record costs one
-	// map lookup (two took a quarter of extraction's time).
-	keys map[string]member
+	nheads int // first segments of plain dotted paths (member.head < nheads)
 }
 
 type slot struct{ field, rank int }
 
-// member is what a top-level key means to an Extractor.
+// member is what a top-level key means to an Extractor: the fields it may
+// fill, and its index among the heads of dotted paths (-1: none).
 type member struct {
 	slots []slot
-	head  int // index into heads, or -1
+	head  int
 }
 
 type nestedSlot struct {
 	field, rank int
 	path        string
-	head        int    // index into Extractor.heads, or -1: look in the whole record
+	head        int    // its head's member.head, or -1: look in the whole record
 	rest        string // path below the head
 }
 
 // NewExtractor compiles the paths of each field.
 func NewExtractor(fields FieldPaths) *Extractor {
-	x := &Extractor{top: map[string][]slot{}, heads: map[string]int{}}
+	x := &Extractor{keys: map[string]member{}}
+	key := func(k string) member {
+		m, ok := x.keys[k]
+		if !ok {
+			m.head = -1
+		}
+		return m
+	}
 	for name := range fields {
 		x.names = append(x.names, name)
 	}
@@ -74,27 +82,21 @@ func NewExtractor(fields FieldPaths) *Extractor {
 				n := nestedSlot{field: i, rank: rank, path: p, head: -1}
 				// a.b.c with a plain head: only look when the record has a.
 				if head, rest, ok := strings.Cut(p, "."); ok && !strings.ContainsAny(head, "#|@*?\\") && rest != "" {
-					h, seen := x.heads[head]
-					if !seen {
-						h = len(x.heads)
-						x.heads[head] = h
+					m := key(head)
+					if m.head < 0 {
+						m.head = x.nheads
+						x.nheads++
+						x.keys[head] = m
 					}
-					n.head, n.rest = h, rest
+					n.head, n.rest = m.head, rest
 				}
 				x.nested = append(x.nested, n)
 				continue
 			}
-			x.top[p] = append(x.top[p], slot{field: i, rank: rank})
+			m := key(p)
+			m.slots = append(m.slots, slot{field: i, rank: rank})
+			x.keys[p] = m
 		}
-	}
-	x.keys = make(map[string]member, len(x.top)+len(x.heads))
-	for k, slots := range x.top {
-		x.keys[k] = member{slots: slots, head: -1}
-	}
-	for k, h := range x.heads {
-		m := x.keys[k] // a head that is no field itself has no slots
-		m.head = h
-		x.keys[k] = m
 	}
 	return x
 }
@@ -135,8 +137,8 @@ func (x *Extractor) extract(record gjson.Result, out []gjson.Result, rank []int,
 		rank[i] = math.MaxInt
 	}
 	var heads []string
-	if len(x.heads) > 0 {
-		heads = make([]string, len(x.heads))
+	if x.nheads > 0 {
+		heads = make([]string, x.nheads)
 	}
 	best := 0
 	if len(x.keys) > 0 {
