@@ -449,7 +449,8 @@ func measure(ctx context.Context, o *options, logw io.Writer) (*result, error) {
 	lastProgress := bridgeStart
 	var lastLines int64
 	warm := res.Mode == "rate" && backlog == 0
-	var allLags, warmLags []float64 // every lag sample, and those after warm-up
+	var lags []float64 // the one-second lag samples
+	warmFrom := 0      // lags[warmFrom:] came after warm-up
 	nextSample := bridgeStart.Add(time.Second)
 	backlogTotal := int64(o.streams) * int64(backlog)
 loop:
@@ -505,16 +506,16 @@ loop:
 		expected := backlogTotal + int64(rate*now.Sub(genStart).Seconds())
 		lag := max(0, float64(expected-n)/rate)
 		res.Samples++
-		allLags = append(allLags, lag)
+		lags = append(lags, lag)
 		res.Expected = expected
 		res.FinalLagSec = lag
 		if !warm && n >= backlogTotal {
 			warm = true
 			res.WarmupSec = now.Sub(bridgeStart).Seconds()
+			warmFrom = len(lags) - 1
 		}
-		if warm {
-			warmLags = append(warmLags, lag)
-			res.MaxLagSec = max(res.MaxLagSec, lag)
+		if warm && lag > res.MaxLagSec {
+			res.MaxLagSec = lag
 		}
 		if now.Sub(bridgeStart) >= o.duration {
 			res.Complete = true
@@ -524,9 +525,9 @@ loop:
 	if !warm && res.Mode == "rate" {
 		// Never caught up with the backlog: the lag over every sample.
 		res.MaxLagSec = res.FinalLagSec
-		warmLags = allLags
+		warmFrom = 0
 	}
-	res.MedianLagSec, res.P90LagSec = percentile(warmLags, 50), percentile(warmLags, 90)
+	res.MedianLagSec, res.P90LagSec = percentile(lags[warmFrom:], 50), percentile(lags[warmFrom:], 90)
 	end := lastEvent
 	if res.Mode == "rate" {
 		end = time.Now()
