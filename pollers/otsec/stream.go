@@ -327,7 +327,7 @@ func (s *stream) normalise(pg page, floor time.Time, known, next *knownList) (re
 		rec.Hash = pipeline.ContentHash(raw)
 		rd.recs = append(rd.recs, rec)
 		if !t.Before(newest.Add(-lookback)) {
-			next.add(len(raw), xxh3.Hash(raw), t)
+			next.add(item.Raw, t)
 		}
 		newest = later(newest, t)
 		rd.window++
@@ -484,15 +484,18 @@ func (k *knownList) reset() {
 	k.lens, k.hashes, k.times = k.lens[:0], k.hashes[:0], k.times[:0]
 }
 
-// add appends a record. One whose length or time does not fit is left out:
-// the next poll reads it, as it would without the list.
-func (k *knownList) add(n int, hash uint64, t time.Time) {
+// add appends the record raw. One whose length or time does not fit is
+// left out: the next poll reads it, as it would without the list.
+func (k *knownList) add(raw string, t time.Time) {
 	ns := t.UnixNano()
-	if n <= 0 || uint64(n) > math.MaxUint32 || !time.Unix(0, ns).Equal(t) {
+	if raw == "" || uint64(len(raw)) > math.MaxUint32 || !time.Unix(0, ns).Equal(t) {
 		return
 	}
-	k.lens, k.hashes, k.times = append(k.lens, uint32(n)), append(k.hashes, hash), append(k.times, ns)
+	k.lens, k.hashes, k.times = append(k.lens, uint32(len(raw))), append(k.hashes, knownHash(raw)), append(k.times, ns)
 }
+
+// knownHash is the known list's hash of a record's bytes.
+func knownHash(raw string) uint64 { return xxh3.HashString(raw) }
 
 // shrink lets go of storage far larger than the list, which a large poll
 // (a backlog, a long outage) left behind.
@@ -528,7 +531,7 @@ func (m *matcher) match(rest string) (int, int32) {
 	}
 	for c := m.next; c < len(m.k.lens) && c < m.next+matchWindow; c++ {
 		n := int(m.k.lens[c])
-		if n > len(rest) || !endsElement(rest, n) || xxh3.HashString(rest[:n]) != m.k.hashes[c] {
+		if n > len(rest) || !endsElement(rest, n) || knownHash(rest[:n]) != m.k.hashes[c] {
 			continue
 		}
 		m.next = c + 1
